@@ -1,0 +1,52 @@
+# Two commands set everything up on a fresh Debian machine (README):
+#   make demo   installs what is missing, then runs the demo end to end on the embedded data
+#   make test   installs what is missing, then runs the fast suite and the slow end-to-end suite
+# Everything is idempotent: a second run reuses the venv and the data cache and starts working in seconds.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+export WIT_CACHE ?= $(HOME)/.cache/wit
+export NO_ALBUMENTATIONS_UPDATE := 1
+PYTEST_FLAGS ?=
+
+.PHONY: demo test test-fast test-slow install data lock ray-start ray-stop clean-demo
+
+demo: install data
+	$(BIN)/wit demo
+
+test: install data
+	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+
+test-fast: install data
+	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+
+test-slow: install data
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+
+install: $(STAMP)
+
+# The lock file pins every distribution CI tested; torch is constrained so no dependency can pull a CUDA build.
+$(STAMP): requirements.lock constraints.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "install: $(PYTHON) not found (apt-get install python3 python3-venv)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "install: cannot create $(VENV) (apt-get install python3-venv)"; exit 1; }
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock -c constraints.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+data: install
+	@PYTHON=$(BIN)/python bash infra/debian/fetch.sh
+
+# Re-resolve the pins from pyproject.toml in a scratch venv and rewrite requirements.lock.
+lock:
+	rm -rf /tmp/wit-lock-venv && $(PYTHON) -m venv /tmp/wit-lock-venv
+	/tmp/wit-lock-venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+	/tmp/wit-lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+ray-start: install
+	$(BIN)/wit ray start
+
+ray-stop: install
+	$(BIN)/wit ray stop

@@ -1,0 +1,91 @@
+"""`wit`, the front door. Each subcommand is a module with HELP, add_arguments(parser) and run(args); pipeline scripts
+(`python pipelines/build_wit.py ...`) reuse the very same functions through `run_script`, so flags never drift."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from types import ModuleType
+
+from wit_builder.errors import WitError
+
+# subcommand -> module. Order is the order of `wit --help`: the data flow, then tools.
+COMMANDS: dict[str, str] = {
+    "demo": "pipelines.demo",
+    "web": "pipelines.web",
+    "sql": "pipelines.sql",
+    "ray": "pipelines.ray_cluster",
+}
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    return common
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with `only`, import just that subcommand's module (a fast start, and one broken module
+    cannot take the others down). Without it, every module is imported for `wit --help`."""
+    parser = argparse.ArgumentParser(
+        prog="wit",
+        description="Build a WIT-like image-text corpus, train CLIP on it, and evaluate it with a contamination report.",
+        parents=[_common()],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, module_name in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name)
+            continue
+        module = importlib.import_module(module_name)
+        child = sub.add_parser(name, help=module.HELP, description=module.__doc__, parents=[_common()],
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(child)
+        child.set_defaults(_module=module)
+    return parser
+
+
+def invoke(run, args: argparse.Namespace) -> int:
+    """Run a command; turn failures into one line on stderr and a non-zero exit (the traceback only with --debug)."""
+    debug = getattr(args, "debug", False) or os.environ.get("WIT_DEBUG") == "1"
+    try:
+        code = run(args)
+        return int(code or 0)
+    except KeyboardInterrupt:
+        print("wit: interrupted", file=sys.stderr)
+        return 130
+    except WitError as err:
+        if debug:
+            traceback.print_exc()
+        print(f"wit: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - the front door must never dump a traceback on a user by default
+        if debug:
+            traceback.print_exc()
+        print(f"wit: error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in COMMANDS else None)
+    args = parser.parse_args(argv)
+    return invoke(args._module.run, args)
+
+
+def run_script(module: ModuleType, argv: list[str] | None = None) -> int:
+    """Entry point for `python pipelines/<script>.py`: the same flags and the same run() as its subcommand."""
+    parser = argparse.ArgumentParser(prog=os.path.basename(sys.argv[0]), description=module.__doc__,
+                                     parents=[_common()], formatter_class=argparse.RawDescriptionHelpFormatter)
+    module.add_arguments(parser)
+    return invoke(module.run, parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Start and stop a local Ray head with the settings that work on these machines (pipelines/ray_env.py).
+
+  wit ray start              # head on 127.0.0.1, 2 CPUs, 4 GB object store, jobs API on http://127.0.0.1:8265
+  ray job submit --working-dir . -- python pipelines/build_wit.py ...   (after: eval "$(wit ray env)")
+  wit ray stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+HELP = "start/stop a local Ray head bound to loopback; print the environment Ray clients need"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    start = sub.add_parser("start", help="start a head node on 127.0.0.1")
+    start.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="CPUs the head offers (default: all)")
+    start.add_argument("--object-store-memory", type=int, default=4_000_000_000,
+                       help="bytes of shared memory for Ray's object store (default 4 GB; STACK.md)")
+    start.add_argument("--port", type=int, default=6379, help="GCS port (default 6379)")
+    sub.add_parser("stop", help="stop every Ray process of this user on this machine")
+    sub.add_parser("status", help="show the cluster's resources")
+    sub.add_parser("env", help='print `export` lines: eval "$(wit ray env)" before `ray job submit`')
+
+
+def _ray_cli() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+def _env() -> dict[str, str]:
+    from pipelines import ray_env
+
+    env = ray_env.apply()
+    # Jobs resolve `python` from the raylet's PATH: put this interpreter's venv first (STACK.md pitfall 4).
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipelines import ray_env
+    from wit_builder.errors import WitError
+
+    if args.action == "env":
+        print(ray_env.shell_exports())
+        return 0
+    if not os.path.exists(_ray_cli()):
+        raise WitError(f"the ray command is missing next to {sys.executable}: run `make install`")
+    if args.action == "start":
+        cmd = [_ray_cli(), "start", "--head", f"--port={args.port}", f"--num-cpus={args.num_cpus}",
+               f"--object-store-memory={args.object_store_memory}", "--dashboard-host=127.0.0.1",
+               f"--dashboard-port={ray_env.DASHBOARD_PORT}", "--disable-usage-stats"]
+    elif args.action == "stop":
+        cmd = [_ray_cli(), "stop"]
+    else:
+        cmd = [_ray_cli(), "status"]
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
+    output = (done.stdout + done.stderr).strip()
+    if done.returncode != 0:
+        last = output.splitlines()[-1] if output else "no output"
+        hint = " (is one already running? `wit ray stop` first)" if args.action == "start" else ""
+        raise WitError(f"`{' '.join(cmd[1:3])}` failed: {last}{hint}")
+    if args.action == "start":
+        print(f"Ray head running on 127.0.0.1:{args.port}; jobs API {ray_env.RAY_ENV['RAY_API_SERVER_ADDRESS']}")
+        print('Submit jobs with:  eval "$(wit ray env)"; ray job submit --working-dir . -- python pipelines/build_wit.py ...')
+    else:
+        print(output)
+    return 0

@@ -1,0 +1,66 @@
+"""The one place that holds the Ray settings these machines need (STACK.md §2 and §6).
+
+Used by the CLI (`wit ray start`, every pipeline), the Makefile (`eval "$(wit ray env)"`) and the tests:
+- every Ray port binds loopback and clients dial 127.0.0.1 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0);
+- token auth is off consistently, so `ray job submit` and `ray.init()` agree (RAY_AUTH_MODE=disabled);
+- the jobs CLI finds the dashboard through RAY_API_SERVER_ADDRESS (never an http URL in RAY_ADDRESS);
+- ~/ray_bootstrap_config.yaml exists, so Ray's usage module never probes the cloud metadata address 169.254.169.254.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+DASHBOARD_PORT = 8265
+
+RAY_ENV: dict[str, str] = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{DASHBOARD_PORT}",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "NO_ALBUMENTATIONS_UPDATE": "1",  # albumentations (via img2dataset) phones PyPI at import otherwise
+}
+
+BOOTSTRAP_CONFIG = Path.home() / "ray_bootstrap_config.yaml"
+
+
+def ensure_bootstrap_config(path: Path = BOOTSTRAP_CONFIG) -> None:
+    """Create Ray's bootstrap file (what the cluster launcher writes) when absent; never overwrite one that exists."""
+    if not path.exists():
+        path.write_text("# written by wit: stops Ray probing the cloud metadata address at start-up\nprovider: {type: local}\n")
+
+
+def apply() -> dict[str, str]:
+    """Export the settings into this process (children inherit them) and write the bootstrap file; returns os.environ."""
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
+    ensure_bootstrap_config()
+    return dict(os.environ)
+
+
+def shell_exports() -> str:
+    """`export K=V` lines for `eval "$(wit ray env)"` in a user's shell or the Makefile."""
+    return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in RAY_ENV.items())
+
+
+def init_local(num_cpus: int | None = None, **kwargs):
+    """Start or join Ray for a pipeline: join the running cluster when there is one (RAY_ADDRESS or a local head),
+    else start an in-process local cluster bound to loopback."""
+    apply()
+    import ray
+
+    if ray.is_initialized():
+        return ray
+    address = os.environ.get("RAY_ADDRESS")
+    if address or _head_running():
+        ray.init(address=address or "auto", log_to_driver=True, **kwargs)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    return ray
+
+
+def _head_running() -> bool:
+    """True when a local `ray start --head` has left its address file."""
+    return Path("/tmp/ray/ray_current_cluster").exists()
