@@ -16,6 +16,7 @@ from wit_builder.errors import WitError
 COMMANDS: dict[str, str] = {
     "demo": "pipelines.demo",
     "web": "pipelines.web",
+    "queries": "pipelines.build_queries",
     "sql": "pipelines.sql",
     "ray": "pipelines.ray_cluster",
 }
@@ -56,6 +57,9 @@ def invoke(run, args: argparse.Namespace) -> int:
     try:
         code = run(args)
         return int(code or 0)
+    except BrokenPipeError:  # `wit ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("wit: interrupted", file=sys.stderr)
         return 130

@@ -26,6 +26,10 @@ class Table:
 
 TABLES: tuple[Table, ...] = (
     Table("pool", ("pool.parquet", "pool/*.parquet"), ("uid", "url", "text"), "candidate (url, text) pairs"),
+    Table("queries", ("queries.parquet",), ("query",), "the query list"),
+    Table("accounting", ("accounting/*.parquet",), ("uid", "status", "reason"),
+          "one row per pool row: kept, or filtered/failed with a reason (wit build)"),
+    Table("curated", ("curated/*.parquet",), ("uid", "url", "text"), "the pairs selected for download (wit build)"),
 )
 
 
