@@ -1,13 +1,25 @@
-"""Session-wide fixtures shared by every test folder: Ray settings applied before anything imports Ray, and one
-real local Ray cluster per session (tests that need it ask for `ray_session`)."""
+"""Session-wide fixtures shared by every test folder: Ray settings applied before anything imports Ray, a network
+safety net (no connect beyond loopback from the test process), one real local Ray cluster per session, and a real
+SeaweedFS S3 server on loopback (`s3_server`, `s3_env`)."""
 
 from __future__ import annotations
 
 import pytest
 
+from net_guard import GUARD  # installs the audit hook at collection time
 from pipelines import ray_env
+from s3_server import s3_env, s3_server  # noqa: F401 - session fixtures
 
 ray_env.apply()  # loopback binding, auth mode, no metadata probe: before any test touches Ray
+
+
+@pytest.fixture
+def connects():
+    """The list of addresses this process connects to during the test (the guard refuses non-loopback ones)."""
+    GUARD.addresses = []
+    GUARD.active = True
+    yield GUARD.addresses
+    GUARD.active = False
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,8 @@ TABLES: tuple[Table, ...] = (
     Table("accounting", ("accounting/*.parquet",), ("uid", "status", "reason"),
           "one row per pool row: kept, or filtered/failed with a reason (wit build)"),
     Table("curated", ("curated/*.parquet",), ("uid", "url", "text"), "the pairs selected for download (wit build)"),
+    Table("samples", ("shards/*.parquet",), ("uid", "key", "status"),
+          "one row per attempted download: status, error_message, sizes, sha256 (wit build)"),
 )
 
 

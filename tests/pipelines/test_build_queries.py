@@ -10,8 +10,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "wit_builder" / "queries"))
 from wiki_dumps import P, many_pages, write_multistream, write_plain  # noqa: E402
 
-from s3_server import s3_env, s3_server  # noqa: E402,F401 - fixtures (tests/ is on sys.path under pytest)
-
 from pipelines import build_queries  # noqa: E402
 from pipelines.cli import main as wit  # noqa: E402
 from wit_builder.errors import WitError  # noqa: E402

@@ -1,0 +1,25 @@
+"""The same download into s3:// on a real SeaweedFS server: shards, Parquet, sizes.json and the config marker land
+in the bucket, every pair is accounted, and the shards read back from S3 with the webdataset library."""
+
+from __future__ import annotations
+
+import pytest
+
+from test_img2dataset_job import TEST_CONFIG, curated
+from wit_builder import storage
+from wit_builder.download import shards
+from wit_builder.download.img2dataset_job import DownloadConfig, download_shards
+
+
+@pytest.mark.slow
+def test_download_to_s3(image_web, s3_env):
+    table, expected = curated(image_web)
+    out = f"s3://{s3_env.bucket}/run1/shards"
+    accounting = download_shards(table, out, DownloadConfig(allow_hosts=(image_web.allow,), **TEST_CONFIG))
+    assert {r["uid"]: r["status"] for r in accounting.to_pylist()} == {u: s for u, (s, _) in expected.items()}
+    names = [p.rsplit("/", 1)[-1] for p in storage.listdir(out)]
+    assert names == ["00000.parquet", "00000.tar", "00000_stats.json", "00001.parquet", "00001.tar",
+                     "00001_stats.json", "00002.parquet", "00002.tar", "00002_stats.json", "sizes.json"]
+    assert storage.exists(f"{out}/_wit/config.json")
+    assert sum(storage.read_json(f"{out}/sizes.json").values()) == 33
+    assert shards.verify(out) == {"samples": 33, "shards": 3}

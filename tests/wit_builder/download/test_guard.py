@@ -1,0 +1,41 @@
+"""The size guard reads the declared size from the header only and refuses large images before any decode."""
+
+from __future__ import annotations
+
+import io
+import resource
+
+from image_web import declared_png, make_image
+from wit_builder.download.guard import GuardedResizer, check_image, header_size
+
+
+def test_header_size_of_real_images():
+    assert header_size(make_image(400, 300, "jpg")) == (400, 300)
+    assert header_size(make_image(120, 90, "rgba")) == (120, 90)
+
+
+def test_bomb_refused_from_header_without_allocating():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert check_image(declared_png(30000, 30000)) == "image area too large (900000000 px)"  # Pillow's own check
+    assert check_image(declared_png(7000, 7000)) == "image area too large (7000 x 7000)"  # ours: 49 Mpx > 40 Mpx
+    assert check_image(declared_png(7000, 7000), max_area=50_000_000) is None
+    grown_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kb < 50_000  # a decode of 900 Mpx would take 900 MB
+
+
+def test_non_images_and_stream_position():
+    assert check_image(b"<html>hi</html>").startswith("not a recognised image (UnidentifiedImageError")
+    assert check_image(b"").startswith("not a recognised image")
+    stream = io.BytesIO(make_image(300, 200, "png"))
+    stream.seek(5)
+    assert check_image(stream) is None
+    assert stream.tell() == 5  # the resizer reads from where it was
+
+
+def test_guarded_resizer_passes_good_images_to_the_resizer():
+    from img2dataset.resizer import Resizer
+
+    guarded = GuardedResizer(Resizer(image_size=256, resize_mode="keep_ratio", resize_only_if_bigger=False))
+    img, width, height, original_width, original_height, error = guarded(io.BytesIO(make_image(600, 400, "jpg")))
+    assert error is None and (width, height, original_width, original_height) == (384, 256, 600, 400)
+    assert guarded(io.BytesIO(declared_png(7000, 7000)))[-1] == "image area too large (7000 x 7000)"

@@ -1,0 +1,291 @@
+"""One img2dataset run over a curated (uid, url, text, ...) table into WebDataset shards, with our address policy and
+size guard inside every process that downloads, and every input row accounted for afterwards.
+
+How the hooks reach the workers: `download()` builds its Downloader through the name `img2dataset.main.Downloader`;
+while `_safe_img2dataset()` is active that name is `SafeDownloader`, a subclass that carries the policy, wraps the
+resizer in `GuardedResizer` and writes through `SampleWriter`. The downloader object is what img2dataset ships to
+its workers (pickled to multiprocessing's spawn pool, cloudpickled to Ray tasks), so every worker unpickles our class,
+and `SafeDownloader.__call__` swaps img2dataset's module-level fetch function for `SafeDownloader.fetch` for the
+duration of one shard. No worker set-up hook and no change in other processes.
+
+Layout under the output folder (img2dataset's own, see shards.py for the contract): NNNNN.tar, NNNNN.parquet (every
+attempted row with status and error_message), NNNNN_stats.json, plus sizes.json and _wit/config.json (ours).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib
+import io
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+import urllib.error
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wit_builder.download.guard import DEFAULT_MAX_IMAGE_AREA, GuardedResizer
+from wit_builder.download.policy import AddressPolicy, Refused, SafeOpener
+from wit_builder.errors import WitError
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # albumentations (imported by img2dataset) phones PyPI otherwise
+
+from img2dataset import downloader as _i2d_downloader  # noqa: E402
+from img2dataset.writer import WebDatasetSampleWriter  # noqa: E402
+
+REQUIRED_COLUMNS = ("uid", "url", "text")
+CONFIG_MARKER = "_wit/config.json"
+TRANSIENT_HTTP_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """img2dataset settings for CLIP training data. Output-shaping fields are fingerprinted into _wit/config.json."""
+
+    image_size: int = 256  # shorter side after resize: OpenCLIP/CLIP train at 224 px crops
+    resize_mode: str = "keep_ratio"  # img2dataset: scale so the SHORTER side == image_size, aspect ratio kept
+    resize_only_if_bigger: bool = False  # False: smaller images are upscaled too, so every sample's shorter side is 256
+    encode_quality: int = 95  # JPEG quality
+    encode_format: str = "jpg"
+    number_sample_per_shard: int = 10_000
+    min_image_size: int = 0  # drop images whose shorter side (before resize) is smaller; 0 keeps all
+    max_image_area: int = DEFAULT_MAX_IMAGE_AREA  # checked from the header, before decoding (guard.py)
+    max_image_bytes: int = 50_000_000  # larger bodies are not read to the end: failed "body larger than ..."
+    extract_exif: bool = False  # img2dataset's default is True; nothing downstream reads EXIF
+    timeout: float = 10.0  # seconds per attempt (socket timeout of one fetch)
+    retries: int = 2  # extra attempts for transient failures only (timeouts, resets, 408/429/5xx); img2dataset: 0
+    retry_backoff: float = 0.5  # seconds before the first retry, doubled each time
+    allow_hosts: tuple[str, ...] = ()  # HOST[:PORT] entries exempt from the address policy (e.g. a loopback demo)
+    user_agent_token: str = "wit-clip"
+    disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
+    processes_count: int = field(default_factory=lambda: os.cpu_count() or 1)
+    thread_count: int = 32
+    distributor: str = "multiprocessing"  # or "ray" (caller must have called ray.init)
+
+    OUTPUT_FIELDS = (
+        "image_size", "resize_mode", "resize_only_if_bigger", "encode_quality", "encode_format",
+        "number_sample_per_shard", "min_image_size", "max_image_area", "max_image_bytes", "extract_exif",
+    )
+
+    def fingerprint(self) -> dict:
+        """The settings that change what lands in the shards (not how fast): a rerun must match them."""
+        return {name: getattr(self, name) for name in self.OUTPUT_FIELDS}
+
+
+class SampleWriter(WebDatasetSampleWriter):
+    """img2dataset's WebDataset writer, with `sha256` = hash of the stored image (what a reader can check) and the
+    hash of the downloaded bytes kept as `source_sha256`, in both the sample .json and the shard Parquet."""
+
+    def __init__(self, shard_id, output_folder, save_caption, oom_shard_count, schema, encode_format):
+        if "source_sha256" not in schema.names:
+            schema = schema.append(pa.field("source_sha256", pa.string()))
+        super().__init__(shard_id, output_folder, save_caption, oom_shard_count, schema, encode_format)
+
+    def write(self, img_str, key, caption, meta):
+        meta["source_sha256"] = meta.get("sha256")
+        meta["sha256"] = hashlib.sha256(img_str).hexdigest() if img_str is not None else None
+        super().write(img_str, key, caption, meta)
+
+
+class SafeDownloader(_i2d_downloader.Downloader):
+    """img2dataset's Downloader with our fetch (address policy, body cap, transient-only retries) and size guard."""
+
+    def __init__(self, *args, policy: AddressPolicy, max_image_area: int, max_image_bytes: int,
+                 retry_backoff: float, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.policy = policy
+        self.max_image_bytes = max_image_bytes
+        self.retry_backoff = retry_backoff
+        self.resizer = GuardedResizer(self.resizer, max_image_area)
+        self.sample_writer_class = SampleWriter
+        self._opener = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_opener"] = None  # rebuilt lazily in each worker
+        return state
+
+    def __call__(self, row):
+        if self._opener is None:  # here, before img2dataset starts its threads: one opener per shard, no race
+            self._opener = SafeOpener(self.policy)
+        original = _i2d_downloader.download_image_with_retry
+        _i2d_downloader.download_image_with_retry = self.fetch
+        try:
+            return super().__call__(row)
+        finally:
+            _i2d_downloader.download_image_with_retry = original
+
+    def fetch(self, row, timeout, retries, user_agent_token, disallowed_header_directives):
+        """(key, url) -> (key, BytesIO | None, error | None); retries only failures that may pass next time."""
+        key, url = row
+        error = None
+        for attempt in range(retries + 1):
+            if attempt:
+                time.sleep(self.retry_backoff * 2 ** (attempt - 1))
+            stream, error, transient = self._fetch_once(url, timeout, user_agent_token, disallowed_header_directives)
+            if stream is not None or not transient:
+                return key, stream, error
+        return key, None, error
+
+    def _fetch_once(self, url, timeout, user_agent_token, disallowed_header_directives):
+        if self._opener is None:  # only when called outside __call__
+            self._opener = SafeOpener(self.policy)
+        agent = f"Mozilla/5.0 (compatible; {user_agent_token or 'wit-clip'}; +img2dataset)"
+        try:
+            if not isinstance(url, str):
+                return None, f"refused: url is {url!r}", False
+            with self._opener.open(url, headers={"User-Agent": agent}, timeout=timeout) as response:
+                if disallowed_header_directives and _i2d_downloader.is_disallowed(
+                    response.headers, user_agent_token, disallowed_header_directives
+                ):
+                    return None, "Use of image disallowed by X-Robots-Tag directive", False
+                body = response.read(self.max_image_bytes + 1)
+            if len(body) > self.max_image_bytes:
+                return None, f"body larger than {self.max_image_bytes} bytes", False
+            return io.BytesIO(body), None, False
+        except Refused as err:
+            return None, str(err), False
+        except urllib.error.HTTPError as err:
+            return None, str(err), err.code in TRANSIENT_HTTP_CODES
+        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as err:
+            return None, str(err) or type(err).__name__, True
+        except Exception as err:  # noqa: BLE001 - any other failure is recorded on the row, as img2dataset does
+            return None, str(err) or type(err).__name__, False
+
+
+@contextmanager
+def _safe_img2dataset(config: DownloadConfig):
+    """While active, img2dataset.main.download() builds a SafeDownloader carrying this config's policy."""
+    i2d_main = importlib.import_module("img2dataset.main")  # the package re-exports a function named main
+
+    policy = AddressPolicy.from_allow_hosts(config.allow_hosts)
+    original = i2d_main.Downloader
+    i2d_main.Downloader = functools.partial(
+        SafeDownloader, policy=policy, max_image_area=config.max_image_area,
+        max_image_bytes=config.max_image_bytes, retry_backoff=config.retry_backoff,
+    )
+    sigint = signal.getsignal(signal.SIGINT)  # download() installs a handler that exits 0; put ours back after
+    try:
+        yield
+    finally:
+        i2d_main.Downloader = original
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, sigint)
+
+
+def img2dataset_kwargs(config: DownloadConfig, url_list: str, output_folder: str, extra_columns: list[str]) -> dict:
+    """The keyword arguments of img2dataset.download() for a config (also used by the benchmark's baseline)."""
+    return dict(
+        url_list=url_list, input_format="parquet", url_col="url", caption_col="text",
+        save_additional_columns=["uid", *extra_columns], output_format="webdataset", output_folder=output_folder,
+        image_size=config.image_size, resize_mode=config.resize_mode, resize_only_if_bigger=config.resize_only_if_bigger,
+        encode_quality=config.encode_quality, encode_format=config.encode_format,
+        number_sample_per_shard=config.number_sample_per_shard, min_image_size=config.min_image_size,
+        extract_exif=config.extract_exif, compute_hash="sha256", timeout=config.timeout, retries=config.retries,
+        user_agent_token=config.user_agent_token,
+        disallowed_header_directives=list(config.disallowed_header_directives),
+        processes_count=config.processes_count, thread_count=config.thread_count, distributor=config.distributor,
+        incremental_mode="incremental", enable_wandb=False,
+    )
+
+
+def _check_input(pairs: pa.Table) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in pairs.column_names]
+    if missing:
+        raise WitError(f"curated pairs lack column(s) {', '.join(missing)} (have: {', '.join(pairs.column_names)})")
+    uids = pairs.column("uid")
+    if uids.null_count or len(set(uids.to_pylist())) != pairs.num_rows:
+        raise WitError("curated pairs have null or repeated uid values: each pair needs a unique uid")
+
+
+def _check_config(out: str, config: DownloadConfig, pairs: pa.Table) -> None:
+    """Write _wit/config.json on the first run; refuse a rerun into the same folder with other settings or input."""
+    from wit_builder import storage
+
+    digest = hashlib.sha256("\n".join(map(str, pairs.column("uid").to_pylist())).encode()).hexdigest()[:16]
+    wanted = {"config": config.fingerprint(), "input_rows": pairs.num_rows, "input_uids_sha256": digest}
+    marker = f"{out}/{CONFIG_MARKER}"
+    if storage.exists(marker):
+        found = storage.read_json(marker)
+        if found != wanted:
+            diffs = [k for k in wanted["config"] if found.get("config", {}).get(k) != wanted["config"][k]]
+            what = f"settings {', '.join(diffs)}" if diffs else "input pairs"
+            raise WitError(
+                f"{out} was downloaded with different {what} ({marker}): use a new output folder, or rerun with the "
+                f"same settings to resume"
+            )
+    else:
+        storage.write_json(marker, wanted)
+
+
+def download_shards(pairs: pa.Table, out: str, config: DownloadConfig = DownloadConfig(),
+                    extra_columns: tuple[str, ...] | None = None) -> pa.Table:
+    """Download `pairs` (uid, url, text + extra columns carried into each sample's .json) into WebDataset shards
+    under `out` (a folder or s3:// prefix); returns the accounting table (status.py), one row per input pair.
+    Rerunning into the same `out` skips finished shards (img2dataset's incremental mode)."""
+    from img2dataset import download
+
+    from wit_builder import storage
+    from wit_builder.download import shards, status
+
+    _check_input(pairs)
+    try:
+        AddressPolicy.from_allow_hosts(config.allow_hosts)
+    except ValueError as err:
+        raise WitError(f"{err}: give --allow-hosts as HOST[:PORT],... e.g. 127.0.0.1:8777") from err
+    if extra_columns is None:
+        extra_columns = tuple(c for c in pairs.column_names if c not in REQUIRED_COLUMNS)
+    out = out.rstrip("/")
+    if storage.is_s3(out):
+        storage.export_endpoint_env()
+    else:
+        out = os.path.abspath(out)
+    storage.check_reachable(out)
+    _check_config(out, config, pairs)
+    storage.remove(f"{out}/{shards.SIZES_FILE}")  # img2dataset parses every top-level *.json as NNNNN_stats.json
+    with tempfile.TemporaryDirectory(prefix="wit-download-") as tmp:
+        url_list = os.path.join(tmp, "pairs.parquet")
+        pq.write_table(pairs.select([*REQUIRED_COLUMNS, *extra_columns]), url_list)
+        kwargs = img2dataset_kwargs(config, url_list, out, list(extra_columns))
+        with _safe_img2dataset(config):
+            try:
+                download(**kwargs)
+            except SystemExit as err:  # img2dataset's SIGINT handler calls sys.exit(0): not a success
+                raise WitError(f"download into {out} was interrupted: rerun the same command to resume") from err
+            except Exception as err:  # noqa: BLE001 - e.g. a Ray worker that died past its retries
+                raise WitError(
+                    f"download into {out} failed ({type(err).__name__}: {err}): fix the cause above, then rerun the "
+                    f"same command to resume (finished shards are kept)"
+                ) from err
+    expected = -(-pairs.num_rows // config.number_sample_per_shard)
+    shards.check_complete(out, expected)
+    accounting = status.read_status(out)
+    status.assert_accounted(pairs.column("uid").to_pylist(), accounting)
+    shards.write_sizes(out)
+    return accounting
+
+
+def config_from_dict(values: dict) -> DownloadConfig:
+    """Build a DownloadConfig from plain values (e.g. parsed CLI args), ignoring unknown keys."""
+    names = {f.name for f in dataclasses.fields(DownloadConfig)}
+    clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
+    return DownloadConfig(**clean)
+
+
+def summary(accounting: pa.Table) -> str:
+    """A readable one-paragraph summary: kept / failed and the top errors."""
+    import collections
+
+    statuses = collections.Counter(accounting.column("status").to_pylist())
+    errors = collections.Counter(e for e in accounting.column("error").to_pylist() if e)
+    lines = [f"download: {accounting.num_rows} pairs, kept {statuses.get('kept', 0)}, failed {statuses.get('failed', 0)}"]
+    lines += [f"  {n:>7}  {error}" for error, n in errors.most_common(10)]
+    return "\n".join(lines)

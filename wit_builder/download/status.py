@@ -1,0 +1,76 @@
+"""img2dataset's per-shard Parquet (one row per attempted pair, failures included) turned into accounting rows:
+uid, status (kept | failed), error, shard, key; and the check that every input pair is accounted exactly once."""
+
+from __future__ import annotations
+
+import collections
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from wit_builder import storage
+from wit_builder.errors import WitError
+
+ACCOUNTING_SCHEMA = pa.schema([
+    ("uid", pa.string()),
+    ("status", pa.string()),  # kept | failed
+    ("error", pa.string()),  # img2dataset's error_message (null when kept)
+    ("stage", pa.string()),  # img2dataset's status: success | failed_to_download | failed_to_resize
+    ("shard", pa.string()),  # NNNNN.tar the pair belongs to (its sample is in it only when kept)
+    ("key", pa.string()),  # the sample key inside the shard
+    ("width", pa.int32()),
+    ("height", pa.int32()),
+    ("sha256", pa.string()),  # of the stored image bytes (kept only)
+])
+
+
+def shard_status_files(out: str) -> list[str]:
+    """The NNNNN.parquet files img2dataset wrote under `out` (local folder or s3:// prefix)."""
+    return [p for p in storage.listdir(out, ".parquet") if p.rsplit("/", 1)[-1][:-len(".parquet")].isdigit()]
+
+
+def read_shard_status(path: str) -> pa.Table:
+    """One shard's Parquet -> accounting rows."""
+    fs, inner = storage.filesystem(path)
+    table = pq.read_table(inner, filesystem=fs, columns=None)
+    shard = path.rsplit("/", 1)[-1][: -len(".parquet")] + ".tar"
+    n = table.num_rows
+    kept = pc.equal(table.column("status"), "success")
+    return pa.table({
+        "uid": table.column("uid").cast(pa.string()),
+        "status": pc.if_else(kept, "kept", "failed"),
+        "error": pc.if_else(kept, pa.scalar(None, pa.string()), table.column("error_message")),
+        "stage": table.column("status"),
+        "shard": pa.array([shard] * n, pa.string()),
+        "key": table.column("key"),
+        "width": table.column("width"),
+        "height": table.column("height"),
+        "sha256": table.column("sha256"),
+    }, schema=ACCOUNTING_SCHEMA)
+
+
+def read_status(out: str) -> pa.Table:
+    """Accounting rows for every shard under `out`, in shard and key order."""
+    parts = [read_shard_status(p) for p in shard_status_files(out)]
+    if not parts:
+        return ACCOUNTING_SCHEMA.empty_table()
+    table = pa.concat_tables(parts)
+    return table.sort_by([("shard", "ascending"), ("key", "ascending")])
+
+
+def assert_accounted(input_uids: list, accounting: pa.Table) -> None:
+    """Every input uid appears exactly once in `accounting` and nothing else does; raises WitError otherwise."""
+    wanted = collections.Counter(map(str, input_uids))
+    got = collections.Counter(accounting.column("uid").to_pylist())
+    missing = sorted(set(wanted) - set(got))
+    extra = sorted(set(got) - set(wanted))
+    repeated = sorted(u for u, n in got.items() if n > 1)
+    if missing or extra or repeated:
+        def show(items):
+            return f"{len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})"
+        raise WitError(
+            f"download accounting does not match the input: missing {show(missing)}, unexpected {show(extra)}, "
+            f"repeated {show(repeated)}; the shard Parquet files are incomplete: rerun the same command to redo "
+            f"the unfinished shards"
+        )
