@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "demo": "pipelines.demo",
     "web": "pipelines.web",
     "queries": "pipelines.build_queries",
+    "build": "pipelines.build_wit",
     "sql": "pipelines.sql",
     "ray": "pipelines.ray_cluster",
 }

@@ -1,0 +1,56 @@
+"""Typed, frozen configurations whose defaults come from the paper (PAPER.md) or say why they were chosen."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+BALANCE_MODES = ("paper", "metaclip")
+
+
+@dataclass(frozen=True)
+class CurateConfig:
+    """How the candidate pool is turned into the set of pairs to download (wit_builder/curate.py, docs/curation.md)."""
+
+    url_col: str = "url"          # img2dataset's default column names
+    text_col: str = "text"
+    uid_col: str = "uid"          # used when the pool has it; otherwise uid = "<file name>:<row number>"
+    max_chars: int = 1000         # longer texts are truncated (CLIP reads 76 tokens; 1000 chars is far beyond that)
+    languages: tuple[str, ...] = ("en",)  # the paper keeps English pairs (PAPER.md §1)
+    lang_threshold: float = 0.2   # lid.176's top score for short English captions is often 0.2-0.5 ("red apple": 0.26)
+    cap: int = 20_000             # "at most 20,000 pairs per query" (PAPER.md §1); MetaCLIP's t
+    balance: str = "paper"        # paper: a hard cap per attributed query; metaclip: MetaCLIP's sampling, no hard cap
+    seed: int = 0                 # every random choice (dedup winner, kept set) is a keyed hash of (seed, uid)
+
+    def __post_init__(self):
+        from wit_builder.errors import WitError
+
+        if self.balance not in BALANCE_MODES:
+            raise WitError(f"--balance {self.balance!r} is not one of {', '.join(BALANCE_MODES)}")
+        if self.cap < 1:
+            raise WitError(f"--cap must be at least 1 (got {self.cap})")
+        if self.max_chars < 1:
+            raise WitError(f"--max-chars must be at least 1 (got {self.max_chars})")
+        if not 0.0 <= self.lang_threshold <= 1.0:
+            raise WitError(f"--lang-threshold must be within [0, 1] (got {self.lang_threshold})")
+        if not self.languages:
+            raise WitError("--languages needs at least one language code, e.g. en")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """One `wit build` run: inputs, output folder, where to stop, and the curation settings."""
+
+    pool: tuple[str, ...]
+    queries: str
+    out: str
+    curate: CurateConfig = field(default_factory=CurateConfig)
+    stop_after: str = "curate"    # the only stage so far; download plugs in after it
+    workers: int | None = None    # actors per stateful stage (langid, match); default: the cluster's CPUs
+    batch_size: int = 4096        # rows per Ray Data batch
+    local: bool = False           # run the pure path in this process (no Ray): same output, for small pools
+
+    def to_dict(self) -> dict:
+        return asdict(self)
