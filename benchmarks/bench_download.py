@@ -27,6 +27,8 @@ import tempfile
 import threading
 import time
 
+from _proc import tree_rss  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 if __name__ == "__main__":
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,30 +99,6 @@ def serve(files: list[str], port_file: str) -> None:
     server.serve_forever()
 
 
-def tree_rss_kb(root_pid: int) -> tuple[int, int]:
-    """(sum, max) of VmRSS in kB over root_pid and its descendants."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-        except OSError:
-            continue
-        pid, ppid = int(entry), int(fields.get("PPid", "0").strip())
-        children.setdefault(ppid, []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) if "VmRSS" in fields else 0
-    total, largest, stack = 0, 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        largest = max(largest, rss.get(pid, 0))
-        stack.extend(children.get(pid, []))
-    return total, largest
-
-
 def config_for(args, allow: str, distributor: str = "multiprocessing"):
     from wit_builder.download.img2dataset_job import DownloadConfig
 
@@ -173,7 +151,7 @@ def measure(run: str, args, urls: str, allow: str, workdir: str) -> dict:
 
     def sample():
         while process.poll() is None:
-            total, largest = tree_rss_kb(process.pid)
+            total, largest = (v // 1024 for v in tree_rss(process.pid))  # kB
             peak[0], peak[1] = max(peak[0], total), max(peak[1], largest)
             time.sleep(0.05)
 

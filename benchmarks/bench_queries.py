@@ -23,6 +23,8 @@ import time
 from collections import Counter
 from xml.sax.saxutils import escape, quoteattr
 
+from _proc import tree_rss  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FULL_DUMP_BYTES = 22e9  # enwiki pages-articles-multistream.xml.bz2, about 22 GB
@@ -62,30 +64,6 @@ def repack(out_dir: str, repeat: int) -> tuple[str, int]:
     return path, len(all_pages)
 
 
-def _tree_rss() -> tuple[int, int]:
-    """(sum of RSS over this process and its descendants, largest single RSS) in bytes, from /proc."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-            rss[int(entry)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    total, largest, todo = 0, 0, [os.getpid()]
-    while todo:
-        pid = todo.pop()
-        total += rss.get(pid, 0)
-        if pid != os.getpid():
-            largest = max(largest, rss.get(pid, 0))
-        todo.extend(children.get(pid, []))
-    return total, largest
-
-
 class PeakMemory:
     def __init__(self) -> None:
         self.total = self.worker = 0
@@ -94,7 +72,7 @@ class PeakMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            total, largest = _tree_rss()
+            total, largest = tree_rss(os.getpid(), include_root_in_largest=False)
             self.total, self.worker = max(self.total, total), max(self.worker, largest)
             time.sleep(0.1)
 
