@@ -7,7 +7,8 @@ CACHE="${WIT_CACHE:-$HOME/.cache/wit}"
 ROOT="$CACHE/debian/root"
 STAMPS="$CACHE/debian/stamps"
 PY="${PYTHON:-.venv/bin/python}"
-PACKAGES=(openclipart-png openclipart-svg tuxpaint-stamps-default fonts-noto-color-emoji unicode-data wordnet-base)
+# WIT_DEBIAN_PACKAGES overrides the list; WIT_APT_UPDATE=0 never refreshes apt's lists (tests: no network at all).
+read -r -a PACKAGES <<< "${WIT_DEBIAN_PACKAGES:-openclipart-png openclipart-svg tuxpaint-stamps-default fonts-noto-color-emoji unicode-data wordnet-base}"
 
 mkdir -p "$ROOT" "$STAMPS"
 updated=0
@@ -16,7 +17,7 @@ for pkg in "${PACKAGES[@]}"; do
   tmp=$(mktemp -d)
   echo "data: fetching Debian package $pkg"
   if ! (cd "$tmp" && apt-get download "$pkg" >/dev/null 2>"$tmp/err"); then
-    if [ "$updated" = 0 ] && [ "$(id -u)" = 0 ]; then
+    if [ "$updated" = 0 ] && [ "$(id -u)" = 0 ] && [ "${WIT_APT_UPDATE:-1}" != 0 ]; then
       echo "data: refreshing the apt package lists (apt-get update)"
       apt-get update -qq >/dev/null 2>&1 || true
       updated=1
