@@ -49,3 +49,21 @@ def test_serve_a_folder_without_a_web(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == (f"wit: error: {tmp_path} holds no demo web (web.json missing): "
                                    f"run `wit web build --out {tmp_path}`")
+
+
+def test_serve_a_folder_with_a_broken_web_json_and_a_missing_folder(tmp_path):
+    (tmp_path / "web.json").write_text("{not json")
+    done = wit("web", "serve", tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith(f"wit: error: {tmp_path / 'web.json'} is unreadable")
+    missing = wit("web", "serve", tmp_path / "nowhere")
+    assert missing.returncode == 2 and "holds no demo web" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_build_into_an_unwritable_place_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = wit("web", "build", "--out", blocker / "web", "--limit", "1", "--collections", "emoji")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [f"wit: error: cannot create {blocker / 'web'}: Not a directory"]

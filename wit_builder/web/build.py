@@ -24,7 +24,7 @@ from wit_builder.errors import WitError
 from wit_builder.paths import cache_dir, debian_path
 from wit_builder.web import noise, sources
 
-BUILDER_VERSION = 1          # bump when the builder's output changes, so old webs are rebuilt
+BUILDER_VERSION = 2          # bump when the builder's output changes, so old webs are rebuilt
 POOL_FILE = "pool.parquet"
 META_FILE = "web.json"
 
@@ -110,7 +110,10 @@ def load_summary(out_dir: str | Path) -> dict:
     meta = Path(out_dir) / META_FILE
     if not meta.exists():
         raise WitError(f"{out_dir} holds no demo web ({META_FILE} missing): run `wit web build --out {out_dir}`")
-    return json.loads(meta.read_text())
+    try:
+        return json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise WitError(f"{meta} is unreadable ({err}): rebuild with `wit web build --out {out_dir} --force`") from err
 
 
 def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = False,
@@ -126,7 +129,10 @@ def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = F
         raise WitError(f"unknown collection(s) {sorted(unknown)}: choose from {sorted(sources.COLLECTIONS)}")
     fp = fingerprint(cfg)
     if not force and (out / POOL_FILE).exists() and (out / META_FILE).exists():
-        meta = json.loads((out / META_FILE).read_text())
+        try:
+            meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):   # a broken web.json: rebuild
+            meta = {}
         if meta.get("fingerprint") == fp:
             return WebSummary(str(out), rebuilt=False, seconds=time.time() - started, **meta["counts"])
     try:
@@ -167,6 +173,8 @@ def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = F
             else:
                 _place(rec.path, dst)
             file_hashes[hashlib.sha256(dst.read_bytes()).hexdigest()] += 1
+        elif rec.path is not None and rec.path.suffix == ".png":   # unpublished, but still a drawing of the collection
+            file_hashes[hashlib.sha256(rec.path.read_bytes()).hexdigest()] += 1
         url = f"{base_url}/{quote(rel)}"
         page = [t for _, t in rec.texts]
         base = dict(collection=rec.collection, image=rel, category=rec.category)
@@ -225,6 +233,8 @@ def _broken_images(out: Path, base_url: str, records: list[sources.ImageRecord])
                 dst.write_bytes(noise.truncated_png(donor.path.read_bytes()))
             elif kind == "not_an_image":
                 dst.write_bytes(noise.NOT_AN_IMAGE)
+            elif kind == "huge_header":
+                dst.write_bytes(noise.header_bomb_png())
             else:
                 dst.write_bytes(noise.bomb_png())
             rows.append(dict(url=f"{base_url}/{quote(rel)}", text=donor.texts[0][1], source=donor.texts[0][0],

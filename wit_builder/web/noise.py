@@ -10,7 +10,9 @@ pair level:   empty_text 1% · whitespace_text 0.5% · long_text 0.3% (a page-li
               html_entities 1% (HTML-escaped, with &nbsp;) · mojibake 1% (UTF-8 read as Latin-1, only where it changes
               the text) · duplicate_pair 1% (the exact same (url, text) again under a new uid)
 broken files: truncated_image 5 (half a PNG) · not_an_image 5 (an HTML page behind a .png URL) ·
-              huge_image 1 (a 4 KB PNG that declares 30000 x 30000 pixels: a decompression bomb)
+              huge_image 1 (a valid 600 KB PNG of 10,000 x 10,000 RGBA pixels, 400 MB decoded: under Pillow's own
+              limit, so only a downloader's size check stops it) · huge_header 1 (a 200-byte PNG that declares
+              30,000 x 30,000 pixels and holds one row: Pillow refuses it at open with DecompressionBombError)
 Natural noise is kept as found: empty Open Clip Art descriptions, author names as titles, identical drawings under
 different names.
 """
@@ -33,7 +35,7 @@ RATES: dict[str, float] = {
     "mojibake": 0.01,
     "duplicate_pair": 0.01,
 }
-BROKEN: dict[str, int] = {"truncated_image": 5, "not_an_image": 5, "huge_image": 1}
+BROKEN: dict[str, int] = {"truncated_image": 5, "not_an_image": 5, "huge_image": 1, "huge_header": 1}
 LONG_TEXT_CHARS = 8_000
 
 
@@ -93,9 +95,6 @@ def bomb_png(width: int = 10_000, height: int = 10_000) -> bytes:
 
     After a full flush a deflate stream keeps no history, so every identical scanline compresses to the same bytes:
     one block is repeated `height` times, and the Adler-32 of the raw data is accumulated row by row."""
-    def chunk(tag: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
-
     row = b"\x00" * (width * 4 + 1)                  # filter byte + RGBA zeros
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate; the zlib header and checksum are written here
     block = deflate.compress(row) + deflate.flush(zlib.Z_FULL_FLUSH)
@@ -105,4 +104,18 @@ def bomb_png(width: int = 10_000, height: int = 10_000) -> bytes:
         adler = zlib.adler32(row, adler)
     idat = b"\x78\xda" + block * height + final + struct.pack(">I", adler)
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return _png(header, idat)
+
+
+def header_bomb_png(width: int = 30_000, height: int = 30_000) -> bytes:
+    """A tiny PNG whose header declares width x height RGBA pixels (3.6 GB decoded at 30,000 x 30,000) but whose data
+    is a single transparent row: only the header's size can be trusted, and it must be checked before decoding."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return _png(header, zlib.compress(b"\x00" * (width * 4 + 1), 9))
+
+
+def _png(header: bytes, idat: bytes) -> bytes:
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

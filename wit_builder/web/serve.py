@@ -10,7 +10,9 @@ import contextlib
 import errno
 import ipaddress
 import mimetypes
+import os
 import posixpath
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,7 +43,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, head_only: bool) -> None:
         target = self._resolve()
-        if target is None:
+        try:
+            fh = open(target, "rb") if target is not None else None
+        except OSError:                      # unreadable: as good as absent to a client
+            fh = None
+        if fh is None:
             body = b"not found\n"
             self.send_response(404)
             self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -50,15 +56,15 @@ class _Handler(BaseHTTPRequestHandler):
             if not head_only:
                 self.wfile.write(body)
             return
-        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        size = target.stat().st_size
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(size))
-        self.end_headers()
-        if head_only:
-            return
-        with open(target, "rb") as fh:
+        with fh:
+            ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+            size = os.fstat(fh.fileno()).st_size
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            if head_only:
+                return
             while chunk := fh.read(CHUNK):
                 self.wfile.write(chunk)
 
@@ -73,6 +79,14 @@ class WebServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
     allow_reuse_address = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (downloaders drop connections all the time) is not an error; anything else is one
+        line on stderr, never a traceback on the user's terminal."""
+        err = sys.exc_info()[1]
+        if isinstance(err, (ConnectionError, TimeoutError)):
+            return
+        print(f"wit-web: request from {client_address[0]} failed: {type(err).__name__}: {err}", file=sys.stderr)
 
 
 def _check_loopback(host: str) -> None:

@@ -84,7 +84,7 @@ def test_full_web_counts(tmp_path):
     """The whole embedded web: ~100k pairs, every collection, identical drawings under different names."""
     summary = build_web(tmp_path, WebConfig(), progress=False)
     raw = {name: sum(len(r.texts) for r in read()) for name, read in sources.COLLECTIONS.items()}
-    pool = pq.read_table(tmp_path / "pool.parquet", columns=["collection", "noise", "image"]).to_pylist()
+    pool = pq.read_table(tmp_path / "pool.parquet", columns=["collection", "source", "noise", "image"]).to_pylist()
     base = Counter(r["collection"] for r in pool if r["noise"] not in ADDED_ROWS)
     unrenderable = [r for r in sources.tuxpaint() if r.path.suffix == ".svg" and not _renders(r.path)]
     assert len(unrenderable) == summary.skipped["tuxpaint/svg_unrenderable"]
@@ -96,6 +96,12 @@ def test_full_web_counts(tmp_path):
                       for r in {r["image"]: r for r in pool if r["collection"] == "openclipart"
                                 and r["noise"] != "dead_link"}.values())
     assert sum(c for c in digests.values() if c > 1) > 2000
+    png_root = sources.openclipart_root()                # identical drawings under different names, from the raw files
+    raw_digests = Counter(hashlib.sha256(p.read_bytes()).hexdigest() for p in png_root.rglob("*.png"))
+    raw_duplicates = sum(c for c in raw_digests.values() if c > 1)
+    assert raw_duplicates > 2000 and summary.duplicate_image_files >= raw_duplicates
+    titles = sum(r["source"] == "openclipart/title" and r["noise"] not in ADDED_ROWS for r in pool)
+    assert titles == len(list(png_root.rglob("*.png"))) == 8121
 
 
 def _renders(svg) -> bool:

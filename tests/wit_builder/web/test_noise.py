@@ -50,6 +50,20 @@ def test_bomb_png_declares_a_huge_image_in_a_small_valid_file():
         assert Image.open(io.BytesIO(big)).size == (10_000, 10_000)   # header only: never decoded here
 
 
+def test_header_bomb_png_is_tiny_and_refused_by_pillow_at_open():
+    bomb = noise.header_bomb_png()
+    assert len(bomb) < 1_000
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(bomb))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            assert Image.open(io.BytesIO(bomb)).size == (30_000, 30_000)   # header only
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
 def test_truncated_png_is_a_prefix_that_fails_to_decode():
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (200, 10, 10)).save(buf, "PNG")

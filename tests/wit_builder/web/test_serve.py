@@ -88,3 +88,20 @@ def test_loopback_only_and_port_in_use(small_web):
             make_server(out, port=port)
     with pytest.raises(WitError, match="is not a folder"):
         make_server(out / "nope", port=0)
+
+
+def test_a_client_that_hangs_up_is_not_reported(small_web, capfd):
+    import struct
+    import time
+
+    out, _ = small_web
+    with serving(out) as base:
+        parts = urlsplit(base)
+        for _ in range(5):
+            sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
+            sock.sendall(b"GET /img/")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close with a reset
+            sock.close()
+        time.sleep(0.5)
+        assert _get(base + "/nonexistent.png")[0] == 404
+    assert capfd.readouterr().err == ""
