@@ -7,8 +7,13 @@ Stages (Ray Data): read (a task per file) -> normalise (tasks) -> language id (a
 actor) -> match (actor pool: the token automaton built once per actor) -> dedup (grouped by url) -> count (map-reduce)
 -> balance (grouped by attributed query; or MetaCLIP sampling) -> write. Outputs under OUT: curated/*.parquet (the pairs
 to download), accounting/*.parquet (one row per pool row: uid, status, reason), queries.parquet (matched / kept per
-query) and manifest.json. `wit sql OUT` sees the views accounting, curated and queries. --stop-after curate is the only
-stage so far; the download stage plugs in after curate and reads OUT/curated.
+query) and manifest.json. `wit sql OUT` sees the views accounting, curated and queries.
+
+Then (unless --stop-after curate) the download stage: img2dataset fetches OUT/curated into OUT/shards (WebDataset tars,
+per-shard Parquet = the `samples` view, NNNNN_stats.json, sizes.json; Ray tasks, one per shard, or --local processes)
+and OUT/accounting becomes final: one row per pool row, filtered (curation reason), kept (shard, key) or failed
+(reason download_failed, the error). A rerun of the same command reuses a finished curate stage (manifest config
+matches) and finished shards; a different curation config into the same OUT is refused.
 """
 
 if __name__ == "__main__":
@@ -18,18 +23,18 @@ if __name__ == "__main__":
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
+import json
 import logging
 import sys
 import time
 
-HELP = "curate a candidate pool against the query list: normalise, language, match, balance (then download)"
-STAGES = ("curate",)
+HELP = "build the corpus: curate a candidate pool against the query list, then download the pairs into shards"
 
 log = logging.getLogger("wit.build")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from wit_builder.config import BALANCE_MODES, CurateConfig
+    from wit_builder.config import BALANCE_MODES, STAGES, CurateConfig
 
     d = CurateConfig()
     parser.add_argument("--pool", required=True, nargs="+",
@@ -47,11 +52,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-col", default=d.text_col, help="text column of the pool (default text)")
     parser.add_argument("--uid-col", default=d.uid_col, help="uid column; absent -> '<file>:<row>' (default uid)")
     parser.add_argument("--max-chars", type=int, default=d.max_chars, help=f"truncate texts (default {d.max_chars})")
-    parser.add_argument("--stop-after", choices=STAGES, default="curate", help="last stage to run (default curate)")
+    parser.add_argument("--stop-after", choices=STAGES, default="download",
+                        help="last stage to run: curate (select pairs only) or download (default)")
     parser.add_argument("--workers", type=int, default=None,
                         help="actors per stateful stage (language id, match); default: the cluster's CPUs")
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default 4096)")
     parser.add_argument("--local", action="store_true", help="run in this process without Ray (same output)")
+    g = parser.add_argument_group("download (img2dataset; defaults: wit_builder/download/img2dataset_job.py)")
+    g.add_argument("--allow-hosts", default=None,
+                   help="HOST[:PORT],... exempt from the address policy (e.g. a loopback demo web 127.0.0.1:8777)")
+    g.add_argument("--image-size", type=int, default=None, help="shorter side after resize (default 256)")
+    g.add_argument("--resize-mode", default=None, help="img2dataset resize mode (default keep_ratio)")
+    g.add_argument("--min-image-size", type=int, default=None, help="drop images with a smaller shorter side (default 0)")
+    g.add_argument("--shard-size", type=int, default=None, help="pairs per shard (default 10000)")
+    g.add_argument("--processes", type=int, default=None,
+                   help="download processes with --local / --distributor multiprocessing (default: CPU count)")
+    g.add_argument("--threads", type=int, default=None, help="fetch threads per process or Ray task (default 32)")
+    g.add_argument("--timeout", type=float, default=None, help="seconds per fetch attempt (default 10)")
+    g.add_argument("--retries", type=int, default=None, help="extra attempts for transient failures (default 2)")
+    g.add_argument("--distributor", choices=("multiprocessing", "ray"), default=None,
+                   help="ray: a task per shard over the cluster (default); multiprocessing: this machine (--local)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -60,8 +80,20 @@ def config_from_args(args: argparse.Namespace):
     curate = CurateConfig(url_col=args.url_col, text_col=args.text_col, uid_col=args.uid_col, max_chars=args.max_chars,
                           languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
                           lang_threshold=args.lang_threshold, cap=args.cap, balance=args.balance, seed=args.seed)
+    download = None
+    if args.stop_after == "download":
+        from wit_builder.download.img2dataset_job import config_from_dict
+
+        values = {"image_size": args.image_size, "resize_mode": args.resize_mode, "min_image_size": args.min_image_size,
+                  "number_sample_per_shard": args.shard_size, "processes_count": args.processes,
+                  "thread_count": args.threads, "timeout": args.timeout, "retries": args.retries,
+                  "distributor": args.distributor or ("multiprocessing" if args.local else "ray")}
+        if args.allow_hosts:
+            values["allow_hosts"] = tuple(h.strip() for h in args.allow_hosts.split(",") if h.strip())
+        download = config_from_dict({k: v for k, v in values.items() if v is not None})
     return BuildConfig(pool=tuple(args.pool), queries=args.queries, out=args.out.rstrip("/"), curate=curate,
-                       stop_after=args.stop_after, workers=args.workers, batch_size=args.batch_size, local=args.local)
+                       stop_after=args.stop_after, workers=args.workers, batch_size=args.batch_size, local=args.local,
+                       download=download)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,18 +111,51 @@ def main(cfg) -> dict:
 
     started = time.perf_counter()
     storage.check_reachable(cfg.out)
-    files = list_pool_files(cfg.pool)
-    queries, qreport = load_queries(cfg.queries)
-    log.info("pool: %d file(s); queries: %s entries (%d empty, %d duplicate skipped)", len(files), f"{len(queries):,}",
-             qreport["empty"], qreport["duplicate"])
-    _clear(cfg.out)
-    if cfg.local:
-        counts = _curate_local(cfg, files, queries)
+    manifest = _finished_curate(cfg)
+    if manifest is None:
+        files = list_pool_files(cfg.pool)
+        queries, qreport = load_queries(cfg.queries)
+        log.info("pool: %d file(s); queries: %s entries (%d empty, %d duplicate skipped)", len(files),
+                 f"{len(queries):,}", qreport["empty"], qreport["duplicate"])
+        _clear(cfg.out)
+        if cfg.local:
+            counts = _curate_local(cfg, files, queries)
+        else:
+            counts = _curate_ray(cfg, files, queries)
+        manifest = _finish(cfg, files, queries, qreport, counts, time.perf_counter() - started)
     else:
-        counts = _curate_ray(cfg, files, queries)
-    return _finish(cfg, files, queries, qreport, counts, time.perf_counter() - started)
+        log.info("curate: already done in %s with the same config (manifest.json): reusing it", cfg.out)
+        manifest["curate_reused"] = True
+    report = _curate_report(cfg, manifest)
+    if cfg.stop_after == "download":
+        manifest = _download(cfg, manifest)
+        report += _download_report(cfg, manifest)
+    else:
+        report.append(f"stopped after curate; try: wit sql {cfg.out} \"SELECT status, reason, count(*) FROM accounting "
+                      "GROUP BY ALL\"")
+    manifest["report"] = "\n".join(report)
+    return manifest
 
 
+def _finished_curate(cfg) -> dict | None:
+    """The manifest of a finished curate stage with this config, None when there is none; a WitError when OUT holds
+    a build with another curation config (mixing them would break the one-row-per-pool-row accounting)."""
+    from wit_builder import storage
+    from wit_builder.errors import WitError
+
+    if not storage.exists(f"{cfg.out}/manifest.json"):
+        return None
+    found = storage.read_json(f"{cfg.out}/manifest.json")
+    old = found.get("config", {})
+    wanted = json.loads(json.dumps(cfg.curate_key()))  # as the manifest stores it (tuples become lists)
+    diffs = [f"--{k}" for k in ("pool", "queries") if old.get(k) != wanted[k]]
+    diffs += [f"--{k.replace('_', '-')}" for k, v in wanted["curate"].items() if old.get("curate", {}).get(k) != v]
+    if diffs:
+        raise WitError(f"{cfg.out} already holds a build with a different {', '.join(diffs)} (see its manifest.json): "
+                       f"use a new --out, or rerun with the same settings to resume")
+    if not (_has_files(f"{cfg.out}/accounting") and _has_files(f"{cfg.out}/curated")):
+        return None
+    return found
 def _clear(out: str) -> None:
     """Remove the outputs of an earlier run (only the folders and files this stage writes)."""
     import pyarrow.fs as pafs
@@ -284,7 +349,6 @@ def _finish(cfg, files, queries, qreport, counts, elapsed) -> dict:
     from importlib import metadata
 
     from wit_builder import catalog, ledger, storage
-    from wit_builder.curate import distribution_head, funnel_text
     from wit_builder.errors import WitError
 
     con, _ = catalog.connect(cfg.out)
@@ -304,34 +368,174 @@ def _finish(cfg, files, queries, qreport, counts, elapsed) -> dict:
         except metadata.PackageNotFoundError:
             return None
 
-    lang_label = "English" if cfg.curate.languages == ("en",) else "language"
-    import pyarrow.parquet as pq
-
-    fs, path = storage.filesystem(f"{cfg.out}/queries.parquet")
-    qtable = pq.read_table(path, filesystem=fs)
     manifest = {
         "stage": "curate",
         "inputs": {"pool": files, "queries": cfg.queries, "n_queries": len(queries), "queries_skipped": qreport},
         "config": cfg.to_dict(),
         "engine": counts["engine"], "workers": counts["workers"],
         "versions": {"python": platform.python_version(),
-                     **{d: version(d) for d in ("wit-clip", "pyarrow", "ray", "ftfy", "fasttext-predict", "numpy")}},
+                     **{d: version(d) for d in ("wit-clip", "pyarrow", "ray", "ftfy", "fasttext-predict", "numpy",
+                                                "img2dataset")}},
         "counts": {"rows_in": counts["rows_in"], "reasons": reasons,
                    "funnel": dict(ledger.funnel(reasons))},
         "timings_s": {k: round(v, 3) for k, v in counts["timings"].items()} | {"total": round(elapsed, 3)},
     }
     storage.write_json(f"{cfg.out}/manifest.json", manifest)
-    report = [
+    return manifest
+
+
+def _curate_report(cfg, manifest) -> list[str]:
+    """The curate stage's lines of the end-of-run summary, from its manifest and OUT/queries.parquet."""
+    import pyarrow.parquet as pq
+
+    from wit_builder import storage
+    from wit_builder.curate import distribution_head, funnel_text
+
+    reasons = manifest["counts"]["reasons"]
+    lang_label = "English" if cfg.curate.languages == ("en",) else "language"
+    fs, path = storage.filesystem(f"{cfg.out}/queries.parquet")
+    qtable = pq.read_table(path, filesystem=fs)
+    elapsed = manifest["timings_s"]["total"]
+    reused = " (reused from an earlier run)" if manifest.get("curate_reused") else ""
+    return [
         f"funnel: {funnel_text(reasons).replace(' language ', f' {lang_label} ')}",
         "filtered: " + ", ".join(f"{r} {k:,}" for r, k in sorted(reasons.items(), key=lambda x: -x[1]) if r != "kept"),
         f"per-query distribution, most matched first (before balancing: matched; after: kept, cap {cfg.curate.cap:,}):",
         distribution_head(qtable),
-        f"wrote {cfg.out}/curated, accounting, queries.parquet, manifest.json in {elapsed:.1f} s "
-        f"({counts['engine']}, {counts['workers']} worker(s)); try: wit sql {cfg.out} \"SELECT status, reason, "
-        "count(*) FROM accounting GROUP BY ALL\"",
+        f"curate: wrote {cfg.out}/curated, accounting, queries.parquet, manifest.json in {elapsed:.1f} s "
+        f"({manifest['engine']}, {manifest['workers']} worker(s)){reused}",
     ]
-    manifest["report"] = "\n".join(report)
+
+
+def download_config(cfg):
+    """The DownloadConfig of a build: cfg.download, or the defaults with Ray's distributor unless --local."""
+    import dataclasses
+
+    from wit_builder.download.img2dataset_job import DownloadConfig
+
+    if cfg.download is not None:
+        return cfg.download
+    return dataclasses.replace(DownloadConfig(), distributor="multiprocessing" if cfg.local else "ray")
+
+
+def _read_curated(out: str):
+    """Every curated pair, in uid order (a stable order: a rerun assigns the same pairs to the same shards)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from wit_builder import storage
+
+    parts = []
+    for uri in storage.listdir(f"{out}/curated", ".parquet"):
+        fs, path = storage.filesystem(uri)
+        parts.append(pq.read_table(path, filesystem=fs))
+    table = pa.concat_tables(parts, promote_options="permissive") if parts else None
+    return table.sort_by("uid") if table is not None else None
+
+
+def _read_accounting(out: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from wit_builder import storage
+
+    parts = []
+    for uri in storage.listdir(f"{out}/accounting", ".parquet"):
+        fs, path = storage.filesystem(uri)
+        parts.append(pq.read_table(path, filesystem=fs))
+    return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _replace_accounting(out: str, table) -> None:
+    """Swap OUT/accounting for one file holding `table`: written beside the old files first (a name the view does not
+    read), then the old files go and it takes their place, so an interruption never leaves the folder empty."""
+    from wit_builder import storage
+    from wit_builder.curate import write_parquet
+
+    tmp = f"{out}/accounting/final.parquet.tmp"
+    write_parquet(table, tmp)
+    fs, tmp_path = storage.filesystem(tmp)
+    for uri in storage.listdir(f"{out}/accounting", ".parquet"):
+        storage.remove(uri)
+    _, final = storage.filesystem(f"{out}/accounting/part-00000.parquet")
+    fs.move(tmp_path, final)
+
+
+def _download(cfg, manifest) -> dict:
+    """Download OUT/curated into OUT/shards, make OUT/accounting final, check it, add the download to the manifest."""
+    import dataclasses
+
+    from wit_builder import catalog, ledger, storage
+    from wit_builder.download import shards
+    from wit_builder.download.img2dataset_job import download_shards
+    from wit_builder.errors import WitError
+    from wit_builder.materialise import DOWNLOAD_FAILED, merge, outcome_counts
+
+    dcfg = download_config(cfg)
+    if dcfg.distributor == "ray":
+        from pipelines import ray_env
+
+        ray_env.init_local()
+    pairs = _read_curated(cfg.out)
+    if pairs is None or pairs.num_rows == 0:
+        raise WitError(f"{cfg.out}/curated holds no pairs: nothing to download (see the funnel above)")
+    log.info("download: %s pairs into %s/shards (%s, %d pairs per shard)", f"{pairs.num_rows:,}", cfg.out,
+             dcfg.distributor, dcfg.number_sample_per_shard)
+    reused = set(shards.shard_names(f"{cfg.out}/shards")) if storage.exists(f"{cfg.out}/shards") else set()
+    t0 = time.perf_counter()
+    result = download_shards(pairs, f"{cfg.out}/shards", dcfg)
+    download_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    final = merge(_read_accounting(cfg.out), result)
+    ledger.assert_accounted(manifest["counts"]["rows_in"], final)
+    _replace_accounting(cfg.out, final)
+    outcome = outcome_counts(final)
+
+    con, _ = catalog.connect(cfg.out)  # the invariant again, through the views `wit sql` shows
+    samples = con.execute("SELECT count(*) FROM samples WHERE status = 'success'").fetchone()[0]
+    total, distinct, kept = con.execute(
+        "SELECT count(*), count(DISTINCT uid), count(*) FILTER (status = 'kept') FROM accounting").fetchone()
+    if total != manifest["counts"]["rows_in"] or distinct != total or kept != samples:
+        raise WitError(f"final accounting broken: {manifest['counts']['rows_in']:,} pool rows, {total:,} accounted "
+                       f"({distinct:,} distinct), {kept:,} kept but {samples:,} samples in {cfg.out}/shards")
+    errors = con.execute("SELECT error, count(*) AS n FROM accounting WHERE status = 'failed' GROUP BY 1 "
+                         "ORDER BY n DESC, error LIMIT 20").fetchall()
+    sizes = shards.shard_sizes(f"{cfg.out}/shards")
+    kept_now = sum(n for name, n in sizes.items() if name[: -len(".tar")] not in reused)  # this run's work only
+    merge_s = time.perf_counter() - t0
+    manifest = {k: v for k, v in manifest.items() if k != "report"}
+    manifest["stage"] = "download"
+    manifest["config"] = cfg.to_dict() | {"download": dataclasses.asdict(dcfg)}
+    manifest["counts"]["outcome"] = outcome
+    manifest["counts"]["download"] = {
+        "pairs": pairs.num_rows, "kept": outcome["kept"], "failed": outcome["failed"], "shards": len(sizes),
+        "shards_reused": len(reused & {name[: -len(".tar")] for name in sizes}), "images_this_run": kept_now,
+        "images_per_s": round(kept_now / download_s, 2) if download_s else None,
+        "reason_failed": DOWNLOAD_FAILED, "errors": [{"error": e, "count": n} for e, n in errors],
+    }
+    manifest["counts"]["funnel"]["downloaded"] = outcome["kept"]
+    manifest["timings_s"]["download"] = round(download_s, 3)
+    manifest["timings_s"]["accounting"] = round(merge_s, 3)
+    storage.write_json(f"{cfg.out}/manifest.json", manifest)
     return manifest
+
+
+def _download_report(cfg, manifest) -> list[str]:
+    d = manifest["counts"]["download"]
+    t = manifest["timings_s"]["download"]
+    rate = f"{d['images_per_s']:,.1f}" if d["images_per_s"] is not None else "-"
+    lines = [
+        f"funnel: ... kept {d['pairs']:,} -> downloaded {d['kept']:,} ({d['failed']:,} failed, "
+        f"{100 * d['kept'] / max(d['pairs'], 1):.1f} %)",
+        f"download: {d['shards']} shard(s) in {cfg.out}/shards, {d['images_this_run']:,} images in {t:.1f} s "
+        f"({rate} images/s)" + (f"; {d['shards_reused']} finished shard(s) reused" if d["shards_reused"] else ""),
+    ]
+    if d["errors"]:
+        width = max(len(f"{e['count']:,}") for e in d["errors"])
+        lines.append("failures by error (most frequent first):")
+        lines += [f"  {e['count']:>{width},}  {e['error']}" for e in d["errors"][:10]]
+    lines.append(f"try: wit sql {cfg.out} \"SELECT status, reason, count(*) FROM accounting GROUP BY ALL\"")
+    return lines
 
 
 if __name__ == "__main__":

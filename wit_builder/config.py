@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 BALANCE_MODES = ("paper", "metaclip")
+STAGES = ("curate", "download")  # in order; `wit build --stop-after` picks the last one to run
 
 
 @dataclass(frozen=True)
@@ -41,16 +42,29 @@ class CurateConfig:
 
 @dataclass(frozen=True)
 class BuildConfig:
-    """One `wit build` run: inputs, output folder, where to stop, and the curation settings."""
+    """One `wit build` run: inputs, output folder, where to stop, the curation and the download settings."""
 
     pool: tuple[str, ...]
     queries: str
     out: str
     curate: CurateConfig = field(default_factory=CurateConfig)
-    stop_after: str = "curate"    # the only stage so far; download plugs in after it
+    stop_after: str = "download"  # curate: only select the pairs; download: also fetch them into OUT/shards
     workers: int | None = None    # actors per stateful stage (langid, match); default: the cluster's CPUs
     batch_size: int = 4096        # rows per Ray Data batch
     local: bool = False           # run the pure path in this process (no Ray): same output, for small pools
+    # wit_builder.download.img2dataset_job.DownloadConfig (None: its defaults). Not imported here: img2dataset is a
+    # heavy import and most users of this module only curate.
+    download: object | None = None
+
+    def __post_init__(self):
+        from wit_builder.errors import WitError
+
+        if self.stop_after not in STAGES:
+            raise WitError(f"--stop-after {self.stop_after!r} is not one of {', '.join(STAGES)}")
+
+    def curate_key(self) -> dict:
+        """What shapes the curate stage's output: a rerun into the same folder must match it to reuse that stage."""
+        return {"pool": list(self.pool), "queries": self.queries, "curate": self.curate.to_dict()}
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -38,7 +38,7 @@ def write_pool(folder, n=600):
 def _config(tmp, out, **kw):
     curate = CurateConfig(cap=kw.pop("cap", 15), balance=kw.pop("balance", "paper"))
     return BuildConfig(pool=(str(tmp / "pool"),), queries=str(tmp / "pool" / "queries.txt"), out=str(out),
-                       curate=curate, **kw)
+                       curate=curate, stop_after=kw.pop("stop_after", "curate"), **kw)
 
 
 def _read(folder, name, sort="uid"):
@@ -70,16 +70,40 @@ def test_ray_pipeline_equals_pure_path(tmp_path, ray_session):
 
 
 @pytest.mark.parametrize("balance", ["paper", "metaclip"])
-def test_local_build_cli_and_rerun_replaces_outputs(tmp_path, capsys, balance):
+def test_local_build_cli_and_rerun_reuses_outputs(tmp_path, capsys, balance):
     write_pool(tmp_path / "pool", n=90)
     argv = ["build", "--pool", str(tmp_path / "pool"), "--queries", str(tmp_path / "pool" / "queries.txt"),
-            "--out", str(tmp_path / "out"), "--cap", "3", "--balance", balance, "--local"]
+            "--out", str(tmp_path / "out"), "--cap", "3", "--balance", balance, "--local", "--stop-after", "curate"]
     assert cli.main(argv) == 0
     first = _read(tmp_path / "out", "accounting")
-    assert cli.main(argv) == 0
-    assert _read(tmp_path / "out", "accounting") == first  # rerun: same result, no duplicated files
     out = capsys.readouterr().out
     assert "funnel: pool 90 -> normalised" in out and "English" in out and "per-query distribution" in out
+    assert "stopped after curate" in out and "reused" not in out
+    assert cli.main(argv) == 0
+    assert _read(tmp_path / "out", "accounting") == first  # rerun: same result, no duplicated files
+    assert "(reused from an earlier run)" in capsys.readouterr().out
+    (tmp_path / "out" / "manifest.json").unlink()  # an interrupted curate stage (no manifest yet) is redone
+    assert cli.main(argv) == 0
+    assert _read(tmp_path / "out", "accounting") == first
+    assert "reused" not in capsys.readouterr().out
+
+
+def test_other_curation_config_into_same_out_is_refused(tmp_path, capsys):
+    write_pool(tmp_path / "pool", n=30)
+    argv = ["build", "--pool", str(tmp_path / "pool"), "--queries", str(tmp_path / "pool" / "queries.txt"),
+            "--out", str(tmp_path / "out"), "--local", "--stop-after", "curate"]
+    assert cli.main(argv) == 0
+    before = (tmp_path / "out" / "manifest.json").read_text()
+    assert cli.main(argv + ["--balance", "metaclip", "--seed", "1"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"wit: error: {tmp_path / 'out'} already holds a build with a different --balance, --seed (see its "
+        "manifest.json): use a new --out, or rerun with the same settings to resume")
+    assert (tmp_path / "out" / "manifest.json").read_text() == before
+
+
+def test_stop_after_is_checked():
+    with pytest.raises(Exception, match="--stop-after 'train' is not one of curate, download"):
+        BuildConfig(pool=("p",), queries="q", out="o", stop_after="train")
 
 
 def test_bad_input_gives_clear_errors(tmp_path, capsys):
@@ -104,7 +128,7 @@ def test_demo_pool_on_ray_is_independent_of_workers(tmp_path, ray_session):
     runs = {}
     for workers in (1, 2):
         cfg = BuildConfig(pool=(str(tmp_path / "web" / "pool.parquet"),), queries=str(tmp_path / "q.parquet"),
-                          out=str(tmp_path / f"out{workers}"), workers=workers, batch_size=512)
+                          out=str(tmp_path / f"out{workers}"), workers=workers, batch_size=512, stop_after="curate")
         runs[workers] = build_wit.main(cfg)
     assert _read(tmp_path / "out1", "accounting") == _read(tmp_path / "out2", "accounting")
     counts = runs[2]["counts"]
@@ -129,10 +153,11 @@ def test_pool_and_out_on_s3(tmp_path, s3_env):
     for name in ("a.parquet", "b.parquet", "c.csv", "queries.txt"):
         storage.write_bytes(f"{root}/pool/{name}", (tmp_path / "pool" / name).read_bytes())
     cfg = BuildConfig(pool=(f"{root}/pool",), queries=f"{root}/pool/queries.txt", out=f"{root}/out",
-                      curate=CurateConfig(cap=5), local=True)
+                      curate=CurateConfig(cap=5), local=True, stop_after="curate")
     manifest = build_wit.main(cfg)
     local = build_wit.main(BuildConfig(pool=(str(tmp_path / "pool"),), queries=str(tmp_path / "pool" / "queries.txt"),
-                                       out=str(tmp_path / "out"), curate=CurateConfig(cap=5), local=True))
+                                       out=str(tmp_path / "out"), curate=CurateConfig(cap=5), local=True,
+                                       stop_after="curate"))
     assert manifest["counts"]["rows_in"] == 60
     assert manifest["counts"]["reasons"] == local["counts"]["reasons"]
     con, tables = catalog.connect(f"{root}/out")
