@@ -3,8 +3,9 @@
   1. web      build the demo web (real clip art, Tux Paint stamps, emoji) and its candidate pool
   2. serve    serve it on loopback and check a sample of URLs round-trips (exact bytes; dead links 404)
   3. queries  build the query list from the offline sources (WordNet, the enwiki sample, wordfreq)
-  4. curate   normalise, identify language, match the queries, balance (on Ray); print the funnel and the head of
-              the per-query distribution before and after balancing
+  4. build    `ray job submit ... python pipelines/build_wit.py` to a local Ray head, as users run it: curate
+              (normalise, language, match, balance) then download the kept pairs from the served web into
+              WebDataset shards; prints the funnel, the per-query distribution, shards, images/s and failures
 
 A second run reuses what is up to date and finishes in seconds. Inspect the results with `wit sql OUT/web ...`.
 """
@@ -38,62 +39,86 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild every step, even when up to date")
 
 
-def _step(n: int, total: int, title: str) -> float:
-    print(f"\n== {n}/{total} {title} ==", flush=True)
+STEPS = 4
+
+
+def _step(n: int, title: str) -> float:
+    print(f"\n== {n}/{STEPS} {title} ==", flush=True)
     return time.time()
 
 
 def run(args: argparse.Namespace) -> int:
-    import pyarrow.parquet as pq
-
     from pipelines.web import format_summary
-    from wit_builder.errors import WitError
     from wit_builder.web.build import WebConfig, build_web
-    from wit_builder.web.check import check_round_trip, sample_rows
     from wit_builder.web.serve import serving
 
     out = args.out or _default_out()
     web_dir = os.path.join(out, "web")
-    total = 4
     timings: dict[str, float] = {}
 
-    start = _step(1, total, "web: build the demo web and its candidate pool")
+    start = _step(1, "web: build the demo web and its candidate pool")
     web = build_web(web_dir, WebConfig(base_url=f"http://127.0.0.1:{args.port}", seed=args.seed, limit=args.limit),
                     force=args.force)
     print(format_summary(web))
     timings["web"] = time.time() - start
 
-    start = _step(2, total, f"serve: http://127.0.0.1:{args.port} and check {args.check} URLs round-trip")
-    with serving(web_dir, port=args.port) as base_url:
-        rows = pq.read_table(os.path.join(web_dir, "pool.parquet"), columns=["url", "image", "noise"]).to_pylist()
-        result = check_round_trip(sample_rows(rows, args.check, args.seed), web_dir, base_url)
-        for outcome, n in sorted(result.items()):
-            print(f"  {outcome:<28}{n:>6,}")
-        bad = {k: v for k, v in result.items() if k not in ("ok", "dead_link_404")}
-        if bad:
-            raise WitError(f"the served web does not answer as its pool says: {bad}")
-        timings["serve"] = time.time() - start
+    started_head = _ensure_head()
+    try:
+        with serving(web_dir, port=args.port) as base_url:
+            start = _step(2, f"serve: {base_url}; check {args.check} URLs round-trip")
+            result = _check(web_dir, base_url, args.check, args.seed)
+            timings["serve"] = time.time() - start
 
-        start = _step(3, total, "queries: the query list from WordNet, the enwiki sample and wordfreq")
-        queries = _queries(out, args.force)
-        timings["queries"] = time.time() - start
+            start = _step(3, "queries: the query list from WordNet, the enwiki sample and wordfreq")
+            queries = _queries(out, args.force)
+            timings["queries"] = time.time() - start
 
-        start = _step(4, total, f"curate: normalise, language, match, balance (cap {args.cap:,} per query)")
-        manifest = _curate(out, web_dir, args.cap)
-        timings["curate"] = time.time() - start
+            start = _step(4, f"build: ray job submit pipelines/build_wit.py (cap {args.cap:,} per query)")
+            manifest = _build(out, web_dir, args.port, args.cap)
+            timings["build"] = time.time() - start
+    finally:
+        if started_head:
+            from pipelines.ray_cluster import stop_head
 
+            print("\nstopping the Ray head this demo started", flush=True)
+            stop_head()
+    _print_summary(out, web_dir, web, result, queries, manifest, timings)
+    return 0
+
+
+def _check(web_dir: str, base_url: str, n: int, seed: int):
+    """Fetch a seeded sample of the pool's URLs: live ones must return their file's bytes, dead links 404."""
+    import pyarrow.parquet as pq
+
+    from wit_builder.errors import WitError
+    from wit_builder.web.check import check_round_trip, sample_rows
+
+    rows = pq.read_table(os.path.join(web_dir, "pool.parquet"), columns=["url", "image", "noise"]).to_pylist()
+    result = check_round_trip(sample_rows(rows, n, seed), web_dir, base_url)
+    for outcome, count in sorted(result.items()):
+        print(f"  {outcome:<28}{count:>6,}")
+    bad = {k: v for k, v in result.items() if k not in ("ok", "dead_link_404")}
+    if bad:
+        raise WitError(f"the served web does not answer as its pool says: {bad}")
+    return result
+
+
+def _print_summary(out, web_dir, web, result, queries, manifest, timings) -> None:
+    build_dir = manifest["out"]
     print("\n== summary ==")
     print(f"  web      {web.pairs:>9,} candidate pairs, {web.images:,} images, {web.urls:,} URLs   {web_dir}")
     print(f"  serve    {result.get('ok', 0):>9,} URLs returned their exact bytes, "
           f"{result.get('dead_link_404', 0):,} dead links answered 404")
     print(f"  queries  {queries:>9,} queries   {out}/queries.parquet")
     reasons = manifest["counts"]["reasons"]
+    download = manifest["counts"]["download"]
     print(f"  curate   {reasons.get('kept', 0):>9,} pairs selected for download, "
-          f"{sum(reasons.values()) - reasons.get('kept', 0):,} filtered with a reason   {out}/build")
+          f"{sum(reasons.values()) - reasons.get('kept', 0):,} filtered with a reason")
+    print(f"  download {download['kept']:>9,} images in {download['shards']} shard(s), {download['failed']:,} failed "
+          f"({download['images_per_s']:.1f} images/s)   {build_dir}/shards")
     print("  time     " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f'\nTry: wit sql {web_dir} "SELECT source, count(*) AS pairs FROM pool GROUP BY 1 ORDER BY 2 DESC LIMIT 10"')
-    print(f'     wit sql {out}/build "SELECT status, reason, count(*) AS n FROM accounting GROUP BY ALL ORDER BY n DESC"')
-    return 0
+    print(f'     wit sql {build_dir} "SELECT status, reason, count(*) AS n FROM accounting GROUP BY ALL ORDER BY n DESC"')
 
 
 def _queries(out: str, force: bool) -> int:
@@ -119,13 +144,36 @@ def _queries(out: str, force: bool) -> int:
     return meta["rows"]
 
 
-def _curate(out: str, web_dir: str, cap: int) -> dict:
-    """Curate the demo pool with the demo query list on Ray; print the build's own report (funnel, distributions)."""
-    from pipelines import build_wit
-    from wit_builder.config import BuildConfig, CurateConfig
+def _ensure_head() -> bool:
+    """Start a local Ray head unless one answers; True when this call started it (and so must stop it)."""
+    from pipelines.ray_cluster import head_running, start_head
 
-    cfg = BuildConfig(pool=(os.path.join(web_dir, "pool.parquet"),), queries=os.path.join(out, "queries.parquet"),
-                      out=os.path.join(out, "build"), curate=CurateConfig(cap=cap), stop_after="curate")
-    manifest = build_wit.main(cfg)
-    print(manifest["report"])
+    if head_running():
+        print("using the Ray head already running on this machine")
+        return False
+    print("starting a local Ray head on 127.0.0.1 (wit ray start)", flush=True)
+    start_head()
+    return True
+
+
+def _build(out: str, web_dir: str, port: int, cap: int) -> dict:
+    """Submit pipelines/build_wit.py with `ray job submit`, exactly as a user does; its output streams here."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    import pipelines
+    from pipelines.ray_cluster import _env, _ray_cli
+    from wit_builder.errors import WitError
+
+    repo = Path(pipelines.__file__).resolve().parents[1]
+    build_dir = os.path.join(out, "build" if cap == DEMO_CAP else f"build-cap{cap}")
+    command = [_ray_cli(), "job", "submit", "--working-dir", str(repo), "--", "python", "pipelines/build_wit.py",
+               "--pool", os.path.join(web_dir, "pool.parquet"), "--queries", os.path.join(out, "queries.parquet"),
+               "--out", build_dir, "--cap", str(cap), "--allow-hosts", f"127.0.0.1:{port}", "--shard-size", "1000"]
+    print("$ ray job submit --working-dir . -- python pipelines/build_wit.py " + " ".join(command[8:]), flush=True)
+    if subprocess.run(command, env=_env()).returncode != 0:
+        raise WitError(f"the build job failed (its log is above); rerun `wit demo` to resume into {build_dir}")
+    manifest = json.loads(Path(build_dir, "manifest.json").read_text())
+    manifest["out"] = build_dir
     return manifest

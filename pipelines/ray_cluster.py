@@ -41,32 +41,54 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _ray(*args: str, check: bool = True) -> str:
+    """Run the `ray` CLI of this venv with the shared settings; WitError with its last line when it fails."""
+    from wit_builder.errors import WitError
+
+    if not os.path.exists(_ray_cli()):
+        raise WitError(f"the ray command is missing next to {sys.executable}: run `make install`")
+    done = subprocess.run([_ray_cli(), *args], env=_env(), capture_output=True, text=True)
+    output = (done.stdout + done.stderr).strip()
+    if check and done.returncode != 0:
+        last = output.splitlines()[-1] if output else "no output"
+        hint = " (is one already running? `wit ray stop` first)" if args[0] == "start" else ""
+        raise WitError(f"`ray {' '.join(args[:2])}` failed: {last}{hint}")
+    return output
+
+
+def head_running() -> bool:
+    """True when a Ray head of this machine answers `ray status`."""
+    try:
+        _ray("status")
+        return True
+    except Exception:  # noqa: BLE001 - any failure means no usable head
+        return False
+
+
+def start_head(num_cpus: int | None = None, object_store_memory: int = 4_000_000_000, port: int = 6379) -> None:
+    """`ray start --head` on loopback with the settings of pipelines/ray_env.py."""
+    from pipelines import ray_env
+
+    _ray("start", "--head", f"--port={port}", f"--num-cpus={num_cpus or os.cpu_count()}",
+         f"--object-store-memory={object_store_memory}", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={ray_env.DASHBOARD_PORT}", "--disable-usage-stats")
+
+
+def stop_head() -> str:
+    return _ray("stop")
+
+
 def run(args: argparse.Namespace) -> int:
     from pipelines import ray_env
-    from wit_builder.errors import WitError
 
     if args.action == "env":
         print(ray_env.shell_exports())
-        return 0
-    if not os.path.exists(_ray_cli()):
-        raise WitError(f"the ray command is missing next to {sys.executable}: run `make install`")
-    if args.action == "start":
-        cmd = [_ray_cli(), "start", "--head", f"--port={args.port}", f"--num-cpus={args.num_cpus}",
-               f"--object-store-memory={args.object_store_memory}", "--dashboard-host=127.0.0.1",
-               f"--dashboard-port={ray_env.DASHBOARD_PORT}", "--disable-usage-stats"]
-    elif args.action == "stop":
-        cmd = [_ray_cli(), "stop"]
-    else:
-        cmd = [_ray_cli(), "status"]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True)
-    output = (done.stdout + done.stderr).strip()
-    if done.returncode != 0:
-        last = output.splitlines()[-1] if output else "no output"
-        hint = " (is one already running? `wit ray stop` first)" if args.action == "start" else ""
-        raise WitError(f"`{' '.join(cmd[1:3])}` failed: {last}{hint}")
-    if args.action == "start":
+    elif args.action == "start":
+        start_head(args.num_cpus, args.object_store_memory, args.port)
         print(f"Ray head running on 127.0.0.1:{args.port}; jobs API {ray_env.RAY_ENV['RAY_API_SERVER_ADDRESS']}")
         print('Submit jobs with:  eval "$(wit ray env)"; ray job submit --working-dir . -- python pipelines/build_wit.py ...')
+    elif args.action == "stop":
+        print(stop_head())
     else:
-        print(output)
+        print(_ray("status"))
     return 0
