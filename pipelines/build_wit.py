@@ -27,6 +27,7 @@ import json
 import logging
 import sys
 import time
+from itertools import zip_longest
 
 HELP = "build the corpus: curate a candidate pool against the query list, then download the pairs into shards"
 
@@ -58,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="actors per stateful stage (language id, match); default: the cluster's CPUs")
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default 4096)")
     parser.add_argument("--local", action="store_true", help="run in this process without Ray (same output)")
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild OUT from scratch (curation and shards), e.g. after the pool or query list changed")
     g = parser.add_argument_group("download (img2dataset; defaults: wit_builder/download/img2dataset_job.py)")
     g.add_argument("--allow-hosts", default=None,
                    help="HOST[:PORT],... exempt from the address policy (e.g. a loopback demo web 127.0.0.1:8777)")
@@ -93,6 +96,7 @@ def config_from_args(args: argparse.Namespace):
         download = config_from_dict({k: v for k, v in values.items() if v is not None})
     return BuildConfig(pool=tuple(args.pool), queries=args.queries, out=args.out.rstrip("/"), curate=curate,
                        stop_after=args.stop_after, workers=args.workers, batch_size=args.batch_size, local=args.local,
+                       force=args.force,
                        download=download)
 
 
@@ -111,9 +115,12 @@ def main(cfg) -> dict:
 
     started = time.perf_counter()
     storage.check_reachable(cfg.out)
-    manifest = _finished_curate(cfg)
+    files = list_pool_files(cfg.pool)
+    stamps = storage.file_stamps([*files, cfg.queries])
+    if cfg.force:
+        _clear(cfg.out, shards=True)
+    manifest = _finished_curate(cfg, stamps)
     if manifest is None:
-        files = list_pool_files(cfg.pool)
         queries, qreport = load_queries(cfg.queries)
         log.info("pool: %d file(s); queries: %s entries (%d empty, %d duplicate skipped)", len(files),
                  f"{len(queries):,}", qreport["empty"], qreport["duplicate"])
@@ -122,7 +129,7 @@ def main(cfg) -> dict:
             counts = _curate_local(cfg, files, queries)
         else:
             counts = _curate_ray(cfg, files, queries)
-        manifest = _finish(cfg, files, queries, qreport, counts, time.perf_counter() - started)
+        manifest = _finish(cfg, files, stamps, queries, qreport, counts, time.perf_counter() - started)
     else:
         log.info("curate: already done in %s with the same config (manifest.json): reusing it", cfg.out)
         manifest["curate_reused"] = True
@@ -137,7 +144,7 @@ def main(cfg) -> dict:
     return manifest
 
 
-def _finished_curate(cfg) -> dict | None:
+def _finished_curate(cfg, stamps: list) -> dict | None:
     """The manifest of a finished curate stage with this config, None when there is none; a WitError when OUT holds
     a build with another curation config (mixing them would break the one-row-per-pool-row accounting)."""
     from wit_builder import storage
@@ -153,16 +160,21 @@ def _finished_curate(cfg) -> dict | None:
     if diffs:
         raise WitError(f"{cfg.out} already holds a build with a different {', '.join(diffs)} (see its manifest.json): "
                        f"use a new --out, or rerun with the same settings to resume")
+    old_stamps = found.get("inputs", {}).get("stamps") or []
+    changed = [now[0] for before, now in zip_longest(old_stamps, stamps) if now is not None and before != now]
+    if changed:
+        raise WitError(f"{cfg.out} was built from other contents of {', '.join(changed)} (size or time changed): "
+                       f"rerun with --force to rebuild it, or use a new --out")
     if not (_has_files(f"{cfg.out}/accounting") and _has_files(f"{cfg.out}/curated")):
         return None
     return found
-def _clear(out: str) -> None:
-    """Remove the outputs of an earlier run (only the folders and files this stage writes)."""
+def _clear(out: str, shards: bool = False) -> None:
+    """Remove the outputs of an earlier run (only the folders and files this stage writes; the shards with --force)."""
     import pyarrow.fs as pafs
 
     from wit_builder import storage
 
-    for sub in ("accounting", "curated"):
+    for sub in ("accounting", "curated", *(("shards",) if shards else ())):
         fs, path = storage.filesystem(f"{out}/{sub}")
         if fs.get_file_info(path).type == pafs.FileType.Directory:
             fs.delete_dir_contents(path)
@@ -343,7 +355,7 @@ def _has_files(uri: str) -> bool:
     return bool(storage.listdir(uri, ".parquet"))
 
 
-def _finish(cfg, files, queries, qreport, counts, elapsed) -> dict:
+def _finish(cfg, files, stamps, queries, qreport, counts, elapsed) -> dict:
     """Check the accounting invariant with DuckDB over what was written, write the manifest, build the report."""
     import platform
     from importlib import metadata
@@ -370,7 +382,8 @@ def _finish(cfg, files, queries, qreport, counts, elapsed) -> dict:
 
     manifest = {
         "stage": "curate",
-        "inputs": {"pool": files, "queries": cfg.queries, "n_queries": len(queries), "queries_skipped": qreport},
+        "inputs": {"pool": files, "queries": cfg.queries, "n_queries": len(queries), "queries_skipped": qreport,
+                   "stamps": stamps},
         "config": cfg.to_dict(),
         "engine": counts["engine"], "workers": counts["workers"],
         "versions": {"python": platform.python_version(),

@@ -70,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
             timings["serve"] = time.time() - start
 
             start = _step(3, "queries: the query list from WordNet, the enwiki sample and wordfreq")
-            queries = _queries(out, args.force)
+            queries, queries_rebuilt = _queries(out, args.force)
             timings["queries"] = time.time() - start
 
             start = _step(4, f"build: ray job submit pipelines/build_wit.py (cap {args.cap:,} per query)")
-            manifest = _build(out, web_dir, args.port, args.cap)
+            inputs_changed = args.force or web.rebuilt or queries_rebuilt
+            manifest = _build(out, web_dir, args.port, args.cap, force=inputs_changed)
             timings["build"] = time.time() - start
     finally:
         if started_head:
@@ -114,15 +115,17 @@ def _print_summary(out, web_dir, web, result, queries, manifest, timings) -> Non
     download = manifest["counts"]["download"]
     print(f"  curate   {reasons.get('kept', 0):>9,} pairs selected for download, "
           f"{sum(reasons.values()) - reasons.get('kept', 0):,} filtered with a reason")
+    rate = (f"{download['images_per_s']:.1f} images/s" if download.get("images_this_run")
+            else "finished shards reused")
     print(f"  download {download['kept']:>9,} images in {download['shards']} shard(s), {download['failed']:,} failed "
-          f"({download['images_per_s']:.1f} images/s)   {build_dir}/shards")
+          f"({rate})   {build_dir}/shards")
     print("  time     " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f'\nTry: wit sql {web_dir} "SELECT source, count(*) AS pairs FROM pool GROUP BY 1 ORDER BY 2 DESC LIMIT 10"')
     print(f'     wit sql {build_dir} "SELECT status, reason, count(*) AS n FROM accounting GROUP BY ALL ORDER BY n DESC"')
 
 
-def _queries(out: str, force: bool) -> int:
-    """Build the query list unless an up-to-date one is there; print its per-source totals."""
+def _queries(out: str, force: bool) -> tuple[int, bool]:
+    """Build the query list unless an up-to-date one is there; print its per-source totals. Returns (rows, rebuilt)."""
     from pipelines import build_queries
     from wit_builder.queries.build import read_metadata, summary
     from wit_builder.queries.config import QueryConfig
@@ -138,10 +141,11 @@ def _queries(out: str, force: bool) -> int:
             meta = None
         if meta is not None:
             print(f"queries: {config.out} is up to date; --force rebuilds it")
-    if meta is None:
+    rebuilt = meta is None
+    if rebuilt:
         meta = build_queries.main(config)
     print(summary(meta["report"], meta["rows"]))
-    return meta["rows"]
+    return meta["rows"], rebuilt
 
 
 def _ensure_head() -> bool:
@@ -156,8 +160,9 @@ def _ensure_head() -> bool:
     return True
 
 
-def _build(out: str, web_dir: str, port: int, cap: int) -> dict:
-    """Submit pipelines/build_wit.py with `ray job submit`, exactly as a user does; its output streams here."""
+def _build(out: str, web_dir: str, port: int, cap: int, force: bool) -> dict:
+    """Submit pipelines/build_wit.py with `ray job submit`, exactly as a user does; its output streams here.
+    `force` rebuilds the corpus from scratch (the web or the query list changed since the last demo)."""
     import json
     import subprocess
     from pathlib import Path
@@ -170,10 +175,12 @@ def _build(out: str, web_dir: str, port: int, cap: int) -> dict:
     build_dir = os.path.join(out, "build" if cap == DEMO_CAP else f"build-cap{cap}")
     command = [_ray_cli(), "job", "submit", "--working-dir", str(repo), "--", "python", "pipelines/build_wit.py",
                "--pool", os.path.join(web_dir, "pool.parquet"), "--queries", os.path.join(out, "queries.parquet"),
-               "--out", build_dir, "--cap", str(cap), "--allow-hosts", f"127.0.0.1:{port}", "--shard-size", "1000"]
+               "--out", build_dir, "--cap", str(cap), "--allow-hosts", f"127.0.0.1:{port}", "--shard-size", "1000",
+               *(["--force"] if force else [])]
     print("$ ray job submit --working-dir . -- python pipelines/build_wit.py " + " ".join(command[8:]), flush=True)
     if subprocess.run(command, env=_env()).returncode != 0:
-        raise WitError(f"the build job failed (its log is above); rerun `wit demo` to resume into {build_dir}")
+        raise WitError(f"the build job failed (its log is above): rerun `wit demo` to resume into {build_dir}, "
+                       "or `wit demo --force` to rebuild everything from scratch")
     manifest = json.loads(Path(build_dir, "manifest.json").read_text())
     manifest["out"] = build_dir
     return manifest

@@ -52,6 +52,7 @@ class BuildConfig:
     workers: int | None = None    # actors per stateful stage (langid, match); default: the cluster's CPUs
     batch_size: int = 4096        # rows per Ray Data batch
     local: bool = False           # run the pure path in this process (no Ray): same output, for small pools
+    force: bool = False           # rebuild OUT from scratch instead of resuming (inputs changed)
     # wit_builder.download.img2dataset_job.DownloadConfig (None: its defaults). Not imported here: img2dataset is a
     # heavy import and most users of this module only curate.
     download: object | None = None

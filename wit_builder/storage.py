@@ -165,3 +165,13 @@ def export_endpoint_env() -> None:
     if endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
     os.environ.setdefault("AWS_DEFAULT_REGION", s3_region())
+
+
+def file_stamps(paths) -> list[list]:
+    """[path, size, mtime_ns] per file, local or s3://: cheap evidence that an input changed between two runs."""
+    stamps = []
+    for uri in paths:
+        fs, path = filesystem(uri)
+        info = fs.get_file_info(path)
+        stamps.append([uri, info.size, info.mtime_ns])
+    return stamps

@@ -101,6 +101,21 @@ def test_other_curation_config_into_same_out_is_refused(tmp_path, capsys):
     assert (tmp_path / "out" / "manifest.json").read_text() == before
 
 
+def test_changed_pool_is_refused_then_rebuilt_with_force(tmp_path, capsys):
+    """A rerun must never reuse a curate stage built from other contents of the same files (rows would be lost)."""
+    write_pool(tmp_path / "pool", n=30)
+    argv = ["build", "--pool", str(tmp_path / "pool"), "--queries", str(tmp_path / "pool" / "queries.txt"),
+            "--out", str(tmp_path / "out"), "--local", "--stop-after", "curate"]
+    assert cli.main(argv) == 0
+    write_pool(tmp_path / "pool", n=45)                     # same paths, more rows
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "was built from other contents of" in err and "rerun with --force" in err
+    assert cli.main(argv + ["--force"]) == 0
+    assert len(_read(tmp_path / "out", "accounting")) == 45
+
+
 def test_stop_after_is_checked():
     with pytest.raises(Exception, match="--stop-after 'train' is not one of curate, download"):
         BuildConfig(pool=("p",), queries="q", out="o", stop_after="train")

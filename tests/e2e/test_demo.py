@@ -1,0 +1,45 @@
+"""`wit demo` as `make demo` runs it, on a small web: every step, a real Ray head and `ray job submit`, and a second
+run that reuses everything."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines import ray_env
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_demo_runs_every_step_then_reuses_them(tmp_path):
+    env = {**os.environ, **ray_env.RAY_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    out = tmp_path / "demo"
+    argv = [BIN / "wit", "demo", "--out", out, "--limit", "6", "--port", str(_free_port()), "--check", "40",
+            "--cap", "5"]
+    first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for step in ("== 1/4 web", "== 2/4 serve", "== 3/4 queries", "== 4/4 build", "== summary =="):
+        assert step in first.stdout
+    build = out / "build-cap5"
+    manifest = json.loads((build / "manifest.json").read_text())
+    con = duckdb.connect()
+    pool_rows = con.execute(f"SELECT count(*) FROM '{out}/web/pool.parquet'").fetchone()[0]
+    statuses = dict(con.execute(f"SELECT status, count(*) FROM '{build}/accounting/*.parquet' GROUP BY 1").fetchall())
+    assert sum(statuses.values()) == pool_rows and statuses["kept"] == manifest["counts"]["download"]["kept"] > 0
+    assert f"download {manifest['counts']['download']['kept']:>9,} images" in first.stdout
+
+    second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert "is up to date" in second.stdout and "finished shards reused" in second.stdout
