@@ -168,7 +168,7 @@ def _build(out: str, web_dir: str, port: int, cap: int, force: bool) -> dict:
     from pathlib import Path
 
     import pipelines
-    from pipelines.ray_cluster import _env, _ray_cli
+    from pipelines.ray_cluster import _ray_cli, cli_env
     from wit_builder.errors import WitError
 
     repo = Path(pipelines.__file__).resolve().parents[1]
@@ -178,7 +178,7 @@ def _build(out: str, web_dir: str, port: int, cap: int, force: bool) -> dict:
                "--out", build_dir, "--cap", str(cap), "--allow-hosts", f"127.0.0.1:{port}", "--shard-size", "1000",
                *(["--force"] if force else [])]
     print("$ ray job submit --working-dir . -- python pipelines/build_wit.py " + " ".join(command[8:]), flush=True)
-    if subprocess.run(command, env=_env()).returncode != 0:
+    if subprocess.run(command, env=cli_env()).returncode != 0:
         raise WitError(f"the build job failed (its log is above): rerun `wit demo` to resume into {build_dir}, "
                        "or `wit demo --force` to rebuild everything from scratch")
     manifest = json.loads(Path(build_dir, "manifest.json").read_text())

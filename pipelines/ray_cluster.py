@@ -32,7 +32,8 @@ def _ray_cli() -> str:
     return os.path.join(os.path.dirname(sys.executable), "ray")
 
 
-def _env() -> dict[str, str]:
+def cli_env() -> dict[str, str]:
+    """The environment for `ray` CLI subprocesses (start, job submit): the shared settings, this venv first on PATH."""
     from pipelines import ray_env
 
     env = ray_env.apply()
@@ -47,7 +48,7 @@ def _ray(*args: str, check: bool = True) -> str:
 
     if not os.path.exists(_ray_cli()):
         raise WitError(f"the ray command is missing next to {sys.executable}: run `make install`")
-    done = subprocess.run([_ray_cli(), *args], env=_env(), capture_output=True, text=True)
+    done = subprocess.run([_ray_cli(), *args], env=cli_env(), capture_output=True, text=True)
     output = (done.stdout + done.stderr).strip()
     if check and done.returncode != 0:
         last = output.splitlines()[-1] if output else "no output"

@@ -2,7 +2,6 @@
 run that reuses everything."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import ray_env
+from pipelines import ray_cluster
 
 BIN = Path(sys.executable).parent
 
@@ -24,7 +23,7 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_demo_runs_every_step_then_reuses_them(tmp_path):
-    env = {**os.environ, **ray_env.RAY_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = ray_cluster.cli_env()
     out = tmp_path / "demo"
     argv = [BIN / "wit", "demo", "--out", out, "--limit", "6", "--port", str(_free_port()), "--check", "40",
             "--cap", "5"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import ray_env
+from pipelines import ray_cluster, ray_env
 from wit_builder.web.build import WebConfig, build_web
 from wit_builder.web.serve import serving
 
@@ -60,8 +60,7 @@ def demo_web(tmp_path):
 @pytest.mark.slow
 def test_ray_job_submit_builds_shards_on_a_real_head(tmp_path, demo_web):
     web, port = demo_web
-    env = {**os.environ, **ray_env.RAY_ENV}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env = ray_cluster.cli_env()
     start = subprocess.run([BIN / "wit", "ray", "start", "--num-cpus", "2", "--object-store-memory", "500000000"],
                            capture_output=True, text=True, env=env)
     assert start.returncode == 0, start.stderr

@@ -1,14 +1,13 @@
 """`wit ray start`, a real `ray job submit`, `wit ray stop`: the settings these machines need, end to end."""
 
 import ipaddress
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipelines import ray_env
+from pipelines import ray_cluster, ray_env
 
 BIN = Path(sys.executable).parent
 
@@ -37,8 +36,7 @@ def _is_loopback(address: str) -> bool:
 
 @pytest.mark.slow
 def test_head_binds_loopback_and_runs_a_submitted_job(tmp_path):
-    env = {**os.environ, **ray_env.RAY_ENV}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env = ray_cluster.cli_env()
     start = subprocess.run([BIN / "wit", "ray", "start", "--num-cpus", "1", "--object-store-memory", "300000000"],
                            capture_output=True, text=True, env=env)
     assert start.returncode == 0, start.stderr
