@@ -54,10 +54,16 @@ def init_local(num_cpus: int | None = None, **kwargs):
     if ray.is_initialized():
         return ray
     address = os.environ.get("RAY_ADDRESS")
-    if address or _head_running():
-        ray.init(address=address or "auto", log_to_driver=True, **kwargs)
-    else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    if address:
+        ray.init(address=address, log_to_driver=True, **kwargs)
+        return ray
+    if _head_running():
+        try:
+            ray.init(address="auto", log_to_driver=True, **kwargs)
+            return ray
+        except ConnectionError:  # the head's address file outlived the head: start our own
+            pass
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     return ray
 
 

@@ -32,3 +32,14 @@ def ray_session():
                  log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def no_driver_ray():
+    """For tests that start and stop a Ray head: `ray stop` ends every Ray process of the machine, and a driver whose
+    cluster dies exits, so this test process must hold no Ray connection meanwhile (later tests re-init on demand)."""
+    import ray
+
+    ray.shutdown()
+    yield
+    ray.shutdown()

@@ -22,7 +22,7 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_demo_runs_every_step_then_reuses_them(tmp_path):
+def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     env = ray_cluster.cli_env()
     out = tmp_path / "demo"
     argv = [BIN / "wit", "demo", "--out", out, "--limit", "6", "--port", str(_free_port()), "--check", "40",

@@ -58,7 +58,7 @@ def demo_web(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_job_submit_builds_shards_on_a_real_head(tmp_path, demo_web):
+def test_ray_job_submit_builds_shards_on_a_real_head(no_driver_ray, tmp_path, demo_web):
     web, port = demo_web
     env = ray_cluster.cli_env()
     start = subprocess.run([BIN / "wit", "ray", "start", "--num-cpus", "2", "--object-store-memory", "500000000"],

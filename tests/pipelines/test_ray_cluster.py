@@ -35,7 +35,7 @@ def _is_loopback(address: str) -> bool:
 
 
 @pytest.mark.slow
-def test_head_binds_loopback_and_runs_a_submitted_job(tmp_path):
+def test_head_binds_loopback_and_runs_a_submitted_job(no_driver_ray, tmp_path):
     env = ray_cluster.cli_env()
     start = subprocess.run([BIN / "wit", "ray", "start", "--num-cpus", "1", "--object-store-memory", "300000000"],
                            capture_output=True, text=True, env=env)
