@@ -1,4 +1,7 @@
-"""`wit ray start`, a real `ray job submit`, `wit ray stop`: the settings these machines need, end to end."""
+"""`wit ray start`, a real `ray job submit`, `wit ray stop`: the settings these machines need, end to end.
+
+Lives in tests/e2e so it runs before any session fixture starts other servers: `ray stop` ends Ray's processes
+machine-wide and was seen to take the session's SeaweedFS filer down with them."""
 
 import ipaddress
 import subprocess
