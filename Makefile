@@ -16,13 +16,9 @@ PYTEST_FLAGS ?=
 demo: install data
 	$(BIN)/wit demo
 
-# The S3 download test runs in a session of its own: it fails after the S3 build test in one session (cause open).
-S3_DOWNLOAD_TEST := tests/wit_builder/download/test_download_s3.py
-
 test: install data
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
-	$(BIN)/python -m pytest -q -m slow --deselect $(S3_DOWNLOAD_TEST)::test_download_to_s3 $(PYTEST_FLAGS)
-	$(BIN)/python -m pytest -q -m slow $(S3_DOWNLOAD_TEST) $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS)
 
 test-fast: install data
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)

@@ -193,15 +193,6 @@ def _find_index(dump: str) -> str | None:
     return candidate if os.path.exists(candidate) else None
 
 
-S3_ENV = ("WIT_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-          "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_EC2_METADATA_DISABLED")
-
-
-def _s3_env() -> dict[str, str]:
-    """The S3 settings of this process that Ray workers need to read the dump (only those that are set)."""
-    return {key: os.environ[key] for key in S3_ENV if key in os.environ}
-
-
 def _unigram_note(source: str, tokens: int, config: QueryConfig) -> str:
     if source == "wiki":
         return "unigram counts from the dump"
@@ -243,6 +234,7 @@ def count_dump(ray, dump: str, index: str | None, work_dir: str, workers: int, c
 
     from tqdm import tqdm
 
+    from wit_builder import storage
     from wit_builder.errors import WitError
     from wit_builder.queries import counts, wikipedia
 
@@ -275,7 +267,7 @@ def count_dump(ray, dump: str, index: str | None, work_dir: str, workers: int, c
         if index:
             count_range = ray.remote(num_cpus=1)(counts.count_byte_range)
             if dump.startswith("s3://"):  # workers open the dump themselves: they need the endpoint and credentials
-                count_range = count_range.options(runtime_env={"env_vars": _s3_env()})
+                count_range = count_range.options(runtime_env={"env_vars": storage.s3_env_vars()})
             with wikipedia.open_binary(index) as index_handle:
                 offsets = wikipedia.read_index(index_handle, index)
             header = wikipedia.read_header(handle, dump)

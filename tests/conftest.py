@@ -1,11 +1,12 @@
 """Session-wide fixtures shared by every test folder: Ray settings applied before anything imports Ray, a network
 safety net (no connect beyond loopback from the test process), one real local Ray cluster per session, and a real
-SeaweedFS S3 server on loopback (`s3_server`, `s3_env`)."""
+SeaweedFS S3 server on loopback (`s3_server`, `s3_env`) and the loopback image web (`image_web`)."""
 
 from __future__ import annotations
 
 import pytest
 
+from image_web import image_web  # noqa: F401 - session fixture
 from net_guard import GUARD  # installs the audit hook at collection time
 from pipelines import ray_env
 from s3_server import s3_env, s3_server  # noqa: F401 - session fixtures

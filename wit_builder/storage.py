@@ -133,6 +133,20 @@ def remove(uri: str) -> bool:
     return True
 
 
+def remove_tree(uri: str) -> None:
+    """Delete a folder/prefix and everything under it, if present."""
+    import pyarrow.fs as pafs
+
+    fs, path = filesystem(uri.rstrip("/"))
+    if _call(uri, fs.get_file_info, path).type != pafs.FileType.Directory:
+        return
+    _call(uri, lambda: fs.delete_dir_contents(path, missing_dir_ok=True))
+    try:
+        _call(uri, fs.delete_dir, path)
+    except FileNotFoundError:  # an S3 prefix without a directory marker is gone with its last object
+        pass
+
+
 def listdir(uri: str, suffix: str = "") -> list[str]:
     """Files directly under a folder/prefix (not recursive) whose names end with `suffix`, as full paths/URIs, sorted.
     A missing folder gives []."""
@@ -160,11 +174,25 @@ def check_reachable(uri: str) -> None:
 
 def export_endpoint_env() -> None:
     """Make the endpoint visible to fsspec/s3fs users in this process and its children (img2dataset's writers read
-    AWS_ENDPOINT_URL through botocore)."""
+    AWS_ENDPOINT_URL through botocore). fsspec caches one s3fs instance per set of arguments, and the endpoint taken
+    from the environment is not one of them: drop the cached instances, or a process that talked to another endpoint
+    before would keep writing there."""
     endpoint = s3_endpoint()
     if endpoint:
         os.environ["AWS_ENDPOINT_URL"] = endpoint
     os.environ.setdefault("AWS_DEFAULT_REGION", s3_region())
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+S3_ENV = ("WIT_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+          "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_EC2_METADATA_DISABLED")
+
+
+def s3_env_vars() -> dict[str, str]:
+    """The S3 settings of this process that Ray workers need to reach the same storage (only those that are set)."""
+    return {key: os.environ[key] for key in S3_ENV if key in os.environ}
 
 
 def file_stamps(paths) -> list[list]:

@@ -14,7 +14,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines import build_wit, cli
-from s3_server import free_ports, s3_env, s3_server  # noqa: F401 - fixtures
 from wit_builder import catalog
 from wit_builder.config import BuildConfig, CurateConfig
 from wit_builder.download.img2dataset_job import DownloadConfig

@@ -34,6 +34,11 @@ def test_bytes_json_exists_remove_listing(root):
     assert storage.remove(f"{root}/a.json") is True
     assert storage.remove(f"{root}/a.json") is False
     assert storage.listdir(root, ".json") == []
+    storage.write_bytes(f"{root}/sub/deeper/d.bin", b"d")
+    storage.remove_tree(f"{root}/sub")
+    assert not storage.exists(f"{root}/sub/c.bin") and not storage.exists(f"{root}/sub/deeper/d.bin")
+    assert storage.listdir(root) == [f"{root}/b.bin"]
+    storage.remove_tree(f"{root}/sub")  # already gone: nothing to do
 
 
 def test_parquet_round_trip_and_catalog(root):
@@ -66,6 +71,19 @@ def test_s3_unreachable_endpoint_names_it(monkeypatch):
         storage.check_reachable("s3://wit/x")
     with pytest.raises(WitError, match=f"S3 endpoint {dead}"):
         storage.read_json("s3://wit/x/a.json")
+
+
+def test_export_endpoint_env_drops_s3fs_instances_bound_to_another_endpoint(monkeypatch):
+    """fsspec hands out one cached s3fs per argument set, and an endpoint taken from the environment is not an
+    argument: without the reset a process that used another endpoint before would keep talking to it."""
+    import fsspec
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    before, _ = fsspec.core.url_to_fs("s3://wit/x")
+    assert fsspec.core.url_to_fs("s3://wit/x")[0] is before  # the cache this guards against
+    monkeypatch.setenv("WIT_S3_ENDPOINT", "http://127.0.0.1:8333")
+    storage.export_endpoint_env()
+    assert fsspec.core.url_to_fs("s3://wit/x")[0] is not before
 
 
 def test_split_s3():

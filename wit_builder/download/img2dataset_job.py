@@ -19,6 +19,7 @@ import functools
 import hashlib
 import importlib
 import io
+import multiprocessing
 import os
 import signal
 import socket
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wit_builder.download import distribute
 from wit_builder.download.guard import DEFAULT_MAX_IMAGE_AREA, GuardedResizer
 from wit_builder.download.policy import AddressPolicy, Refused, SafeOpener
 from wit_builder.errors import WitError
@@ -63,6 +65,7 @@ class DownloadConfig:
     timeout: float = 10.0  # seconds per attempt (socket timeout of one fetch)
     retries: int = 2  # extra attempts for transient failures only (timeouts, resets, 408/429/5xx); img2dataset: 0
     retry_backoff: float = 0.5  # seconds before the first retry, doubled each time
+    shard_retries: int = 1  # reruns of a shard that failed as a whole (or whose Ray worker died); img2dataset: 1
     allow_hosts: tuple[str, ...] = ()  # HOST[:PORT] entries exempt from the address policy (e.g. a loopback demo)
     user_agent_token: str = "wit-clip"
     disallowed_header_directives: tuple[str, ...] = ("noai", "noimageai", "noindex", "noimageindex")
@@ -114,12 +117,28 @@ class SafeDownloader(_i2d_downloader.Downloader):
         return state
 
     def __call__(self, row):
+        """img2dataset's convention, (written?, row), for its own distributors (e.g. pyspark)."""
+        with self._our_fetch():
+            return super().__call__(row)
+
+    def run_shard(self, row) -> str | None:
+        """Download one shard, row = (shard id, staged input file): None when it is written, else why not
+        (our distributors, distribute.py, retry it or report it)."""
+        try:
+            with self._our_fetch():
+                self.download_shard(row)
+        except Exception as err:  # noqa: BLE001 - any failure of the shard is reported, not raised in the worker
+            return f"{type(err).__name__}: {err}"
+        return None
+
+    @contextmanager
+    def _our_fetch(self):
         if self._opener is None:  # here, before img2dataset starts its threads: one opener per shard, no race
             self._opener = SafeOpener(self.policy)
         original = _i2d_downloader.download_image_with_retry
         _i2d_downloader.download_image_with_retry = self.fetch
         try:
-            return super().__call__(row)
+            yield
         finally:
             _i2d_downloader.download_image_with_retry = original
 
@@ -162,23 +181,42 @@ class SafeDownloader(_i2d_downloader.Downloader):
 
 
 @contextmanager
-def _safe_img2dataset(config: DownloadConfig):
-    """While active, img2dataset.main.download() builds a SafeDownloader carrying this config's policy."""
+def _safe_img2dataset(config: DownloadConfig, worker_env: dict[str, str] | None = None):
+    """While active, img2dataset.main.download() builds a SafeDownloader carrying this config's policy and runs it
+    with our distributors (distribute.py); `worker_env` reaches Ray's workers (e.g. the S3 endpoint)."""
     i2d_main = importlib.import_module("img2dataset.main")  # the package re-exports a function named main
 
     policy = AddressPolicy.from_allow_hosts(config.allow_hosts)
-    original = i2d_main.Downloader
-    i2d_main.Downloader = functools.partial(
-        SafeDownloader, policy=policy, max_image_area=config.max_image_area,
-        max_image_bytes=config.max_image_bytes, retry_backoff=config.retry_backoff,
-    )
+    replaced = {
+        "Downloader": functools.partial(
+            SafeDownloader, policy=policy, max_image_area=config.max_image_area,
+            max_image_bytes=config.max_image_bytes, retry_backoff=config.retry_backoff,
+        ),
+        "multiprocessing_distributor": distribute.process_distributor,
+        "ray_distributor": functools.partial(distribute.ray_distributor, env_vars=worker_env),
+    }
+    originals = {name: getattr(i2d_main, name) for name in replaced}
     sigint = signal.getsignal(signal.SIGINT)  # download() installs a handler that exits 0; put ours back after
     try:
+        for name, value in replaced.items():
+            setattr(i2d_main, name, value)
         yield
     finally:
-        i2d_main.Downloader = original
+        for name, value in originals.items():
+            setattr(i2d_main, name, value)
+        _stop_img2dataset_loggers()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, sigint)
+
+
+def _stop_img2dataset_loggers() -> None:
+    """Stop img2dataset's stats-logger process when download() raised before stopping it: it loops until told to
+    stop, and Python waits for it at exit, so a failed build would hang instead of ending."""
+    from img2dataset.logger import LoggerProcess
+
+    for child in multiprocessing.active_children():
+        if isinstance(child, LoggerProcess):
+            child.join()
 
 
 def img2dataset_kwargs(config: DownloadConfig, url_list: str, output_folder: str, extra_columns: list[str]) -> dict:
@@ -193,7 +231,7 @@ def img2dataset_kwargs(config: DownloadConfig, url_list: str, output_folder: str
         user_agent_token=config.user_agent_token,
         disallowed_header_directives=list(config.disallowed_header_directives),
         processes_count=config.processes_count, thread_count=config.thread_count, distributor=config.distributor,
-        incremental_mode="incremental", enable_wandb=False,
+        max_shard_retry=config.shard_retries, incremental_mode="incremental", enable_wandb=False,
     )
 
 
@@ -244,8 +282,10 @@ def download_shards(pairs: pa.Table, out: str, config: DownloadConfig = Download
     if extra_columns is None:
         extra_columns = tuple(c for c in pairs.column_names if c not in REQUIRED_COLUMNS)
     out = out.rstrip("/")
+    worker_env = None
     if storage.is_s3(out):
         storage.export_endpoint_env()
+        worker_env = storage.s3_env_vars()
     else:
         out = os.path.abspath(out)
     storage.check_reachable(out)
@@ -255,22 +295,34 @@ def download_shards(pairs: pa.Table, out: str, config: DownloadConfig = Download
         url_list = os.path.join(tmp, "pairs.parquet")
         pq.write_table(pairs.select([*REQUIRED_COLUMNS, *extra_columns]), url_list)
         kwargs = img2dataset_kwargs(config, url_list, out, list(extra_columns))
-        with _safe_img2dataset(config):
+        with _safe_img2dataset(config, worker_env):
             try:
                 download(**kwargs)
             except SystemExit as err:  # img2dataset's SIGINT handler calls sys.exit(0): not a success
                 raise WitError(f"download into {out} was interrupted: rerun the same command to resume") from err
-            except Exception as err:  # noqa: BLE001 - e.g. a Ray worker that died past its retries
+            except distribute.ShardsFailed as err:
+                raise WitError(_shards_failed_message(out, err)) from err
+            except Exception as err:  # noqa: BLE001 - e.g. the storage went away while staging the shards
                 raise WitError(
                     f"download into {out} failed ({type(err).__name__}: {err}): fix the cause above, then rerun the "
                     f"same command to resume (finished shards are kept)"
                 ) from err
     expected = -(-pairs.num_rows // config.number_sample_per_shard)
     shards.check_complete(out, expected)
+    storage.remove_tree(f"{out}/_tmp")  # img2dataset leaves its staged shard inputs behind on S3
     accounting = status.read_status(out)
     status.assert_accounted(pairs.column("uid").to_pylist(), accounting)
     shards.write_sizes(out)
     return accounting
+
+
+def _shards_failed_message(out: str, err: distribute.ShardsFailed) -> str:
+    lines = [f"download into {out}: {len(err.failures)} of {err.total} shard(s) did not finish:"]
+    lines += [f"  shard {shard:05d}: {error}" for shard, error in list(err.failures.items())[:10]]
+    if len(err.failures) > 10:
+        lines.append(f"  ... and {len(err.failures) - 10} more")
+    lines.append("Finished shards are kept: fix the cause, then rerun the same command to redo only the others.")
+    return "\n".join(lines)
 
 
 def config_from_dict(values: dict) -> DownloadConfig:

@@ -23,3 +23,22 @@ def test_download_to_s3(image_web, s3_env):
     assert storage.exists(f"{out}/_wit/config.json")
     assert sum(storage.read_json(f"{out}/sizes.json").values()) == 33
     assert shards.verify(out) == {"samples": 33, "shards": 3}
+
+
+@pytest.mark.slow
+def test_download_to_s3_after_the_process_used_another_endpoint(image_web, s3_env, monkeypatch):
+    """A process (a notebook, a test session) that talked to another S3 endpoint first still downloads to the one
+    configured now: img2dataset stages its shard inputs through fsspec's cached s3fs instances."""
+    import fsspec
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    stale, _ = fsspec.core.url_to_fs(f"s3://{s3_env.bucket}/elsewhere")
+    stale.connect()  # its botocore client is bound to the dead endpoint from now on
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_env.endpoint)
+    table, expected = curated(image_web)
+    table = table.slice(0, 10)
+    out = f"s3://{s3_env.bucket}/run2/shards"
+    accounting = download_shards(table, out, DownloadConfig(allow_hosts=(image_web.allow,), **TEST_CONFIG))
+    assert accounting.num_rows == 10 and set(accounting.column("status").to_pylist()) == {"kept"}
+    assert shards.verify(out) == {"samples": 10, "shards": 1}
+    assert not storage.listdir(f"{out}/_tmp")  # the staged inputs are cleaned up on S3 too

@@ -1,0 +1,151 @@
+"""Run img2dataset's shards on worker processes or Ray tasks, retry the failed ones, and fail loudly on what is left.
+
+img2dataset's own distributors are not enough for a build that must end with every pair accounted: its
+multiprocessing pool waits forever once a worker process dies (the lost task never reports back), and its Ray
+distributor ignores shards that failed. These two keep img2dataset's calling convention (they replace its
+distributor functions while `img2dataset_job._safe_img2dataset` is active) and raise `ShardsFailed` naming every
+shard that did not finish, so the caller can say so and a rerun redoes only those shards.
+
+The unit of work is `downloader.run_shard(row)` (img2dataset_job.SafeDownloader): None when the shard is written,
+else its error. A shard that returns an error is retried `max_shard_retry` times. A worker that dies (killed, out of
+memory) breaks the process pool: the build stops at once. Under Ray, Ray itself reruns a task whose worker died, up
+to `max_shard_retry` times, before the shard counts as failed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from tqdm import tqdm
+
+WORKER_DIED = "a download worker process died while this shard was pending or running (killed by a signal or the " \
+              "out-of-memory killer?)"
+TASKS_PER_PROCESS = 5  # img2dataset's maxtasksperchild: a fresh process now and then bounds leaks in decoders
+
+
+class ShardsFailed(Exception):
+    """Some shards did not finish: {shard id: error}."""
+
+    def __init__(self, failures: dict[int, str], total: int):
+        self.failures = dict(sorted(failures.items()))
+        self.total = total
+        first_id, first_error = next(iter(self.failures.items()))
+        super().__init__(f"{len(self.failures)} of {total} shard(s) did not finish; shard {first_id:05d}: {first_error}")
+
+
+def _run_shard(downloader, row):
+    return downloader.run_shard(row)
+
+
+def _progress(total: int):
+    return tqdm(total=total, desc="download", unit="shard", mininterval=1.0)
+
+
+def process_distributor(processes_count, downloader, reader, _subjob_size, max_shard_retry):
+    """Shards over `processes_count` spawned processes on this machine (img2dataset's `multiprocessing`)."""
+    rows = {row[0]: row for row in reader}  # reading stages each shard's input file; one small tuple per shard
+    if not rows:
+        return
+    attempts = dict.fromkeys(rows, 0)
+    failures: dict[int, str] = {}
+    executor = ProcessPoolExecutor(max_workers=max(1, min(processes_count, len(rows))),
+                                   mp_context=multiprocessing.get_context("spawn"),
+                                   max_tasks_per_child=TASKS_PER_PROCESS)
+    finished = False
+    try:
+        with _progress(len(rows)) as bar:
+            running = {executor.submit(_run_shard, downloader, row): shard for shard, row in rows.items()}
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    shard = running.pop(future)
+                    try:
+                        error = future.result()
+                    except BrokenProcessPool:
+                        failures.update({s: WORKER_DIED for s in [shard, *running.values()]})
+                        raise ShardsFailed(failures, len(rows)) from None
+                    except Exception as err:  # noqa: BLE001 - e.g. the downloader could not be unpickled
+                        error = f"{type(err).__name__}: {err}"
+                    attempts[shard] += 1
+                    if error is None:
+                        failures.pop(shard, None)
+                        bar.update(1)
+                    elif attempts[shard] <= max_shard_retry:
+                        failures[shard] = error
+                        running[executor.submit(_run_shard, downloader, rows[shard])] = shard
+                    else:
+                        failures[shard] = error
+                        bar.update(1)
+        finished = True
+    finally:
+        _stop(executor, wait_for_workers=finished)
+    if failures:
+        raise ShardsFailed(failures, len(rows))
+
+
+def _stop(executor: ProcessPoolExecutor, wait_for_workers: bool) -> None:
+    """Shut the pool down; after a failure or an interruption (Ctrl-C) kill its workers rather than wait for them,
+    so none keeps writing into the output and the process can exit."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=wait_for_workers, cancel_futures=True)
+    if not wait_for_workers:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+        for process in processes:
+            process.join(timeout=5)
+
+
+def ray_distributor(processes_count, downloader, reader, _subjob_size, max_shard_retry, *, env_vars=None):
+    """A Ray task per shard over the cluster (one CPU each; img2dataset's `ray`). `env_vars` reach the tasks'
+    workers (e.g. the S3 endpoint and credentials of the driver)."""
+    import ray
+
+    options = {"num_cpus": 1, "max_retries": max_shard_retry, "retry_exceptions": False}
+    if env_vars:
+        options["runtime_env"] = {"env_vars": dict(env_vars)}
+    task = ray.remote(_run_shard).options(**options)
+    downloader_ref = ray.put(downloader)
+    rows = {row[0]: row for row in reader}
+    if not rows:
+        return
+    attempts = dict.fromkeys(rows, 0)
+    failures: dict[int, str] = {}
+    running = {task.remote(downloader_ref, row): shard for shard, row in rows.items()}
+    try:
+        with _progress(len(rows)) as bar:
+            while running:
+                done, _ = ray.wait(list(running), num_returns=1)
+                shard = running.pop(done[0])
+                attempts[shard] += 1
+                try:
+                    error = ray.get(done[0])
+                except ray.exceptions.RayError as err:  # the worker died past Ray's own retries, or a system error
+                    failures[shard] = _ray_error(err)
+                    bar.update(1)
+                    continue
+                if error is None:
+                    failures.pop(shard, None)
+                    bar.update(1)
+                elif attempts[shard] <= max_shard_retry:
+                    failures[shard] = error
+                    running[task.remote(downloader_ref, rows[shard])] = shard
+                else:
+                    failures[shard] = error
+                    bar.update(1)
+    finally:
+        for ref in running:  # only after an interruption: do not leave tasks writing into the output
+            ray.cancel(ref, force=True)
+    if failures:
+        raise ShardsFailed(failures, len(rows))
+
+
+def _ray_error(err: Exception) -> str:
+    import ray
+
+    if isinstance(err, ray.exceptions.WorkerCrashedError):
+        return WORKER_DIED.replace("a download worker process", "the Ray worker") + " (Ray's retries used up)"
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}"
