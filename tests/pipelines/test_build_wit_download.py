@@ -1,6 +1,7 @@
 """`wit build` through the download stage, on a tiny demo web served on 127.0.0.1: every pool row ends filtered, kept
-(with a sample in the shards) or failed (with its error), `wit sql` joins accounting with samples, a rerun after an
-interruption redoes only the missing shard and ends where an uninterrupted run ends, and a different config is refused."""
+(with a sample in the shards) or failed (with its error), `wit sql` joins accounting with samples, a rerun after a lost
+shard or after the whole build was killed mid-download redoes only the unfinished shards and ends where an
+uninterrupted run ends, and a different config is refused."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ import io
 import json
 import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -129,7 +134,7 @@ def test_sql_joins_accounting_with_samples(built, capsys):
     assert all(r["query"] in WORDS for r in per_query)
 
 
-def test_curate_first_then_download_then_resume_after_interruption(web, built, tmp_path, capsys):
+def test_curate_first_then_download_then_resume_after_a_lost_shard(web, built, tmp_path, capsys):
     """--stop-after curate, then the full command (reuses curate), then a lost shard: the rerun redoes only that
     shard, and every run ends with exactly the uninterrupted run's outcome."""
     out = tmp_path / "out"
@@ -195,3 +200,46 @@ def test_full_build_into_s3(web, built, s3_env):
     assert joined == sum(r[1] == "kept" for r in rows) > 0
     assert cli.main(argv(web, out)) == 0  # a rerun reuses both stages and ends the same
     assert con.execute("SELECT uid, status, reason, shard, key FROM accounting ORDER BY uid").fetchall() == rows
+
+
+@pytest.mark.slow
+def test_build_killed_mid_download_resumes_to_the_uninterrupted_outcome(image_web, tmp_path):
+    """A real crash: the image web kills the whole `wit build` process group (driver, download worker, logger) when
+    the last shard fetches a marked URL. Rerunning the same command reuses curation and the finished shards, redoes
+    the rest, and ends with exactly the accounting of an uninterrupted build."""
+    image_web.clear()
+    n = 30
+    urls = [image_web.url(f"/img/{280 + i}x{300 + i}-{i}.jpg") for i in range(n)]
+    urls[27] = image_web.url("/kill-group/build.png")  # shard 00003 of 4 (8 pairs each, uid order)
+    pool = pa.table({"uid": [f"c{i:03d}" for i in range(n)], "url": urls,
+                         "text": [f"a photo of a {WORDS[i]} sitting in the garden" for i in range(n)]})
+    pq.write_table(pool, tmp_path / "pool.parquet")
+    (tmp_path / "queries.txt").write_text("\n".join(WORDS) + "\n")
+
+    def command(out):
+        return [Path(sys.executable).parent / "wit", "build", "--pool", tmp_path / "pool.parquet",
+                "--queries", tmp_path / "queries.txt", "--out", out, "--local", "--allow-hosts", image_web.allow,
+                "--processes", "1", "--threads", "4", "--shard-size", "8", "--timeout", "5", "--retries", "0"]
+
+    def outcome(out):
+        return [(r["uid"], r["status"], r["reason"], r["error"], r["shard"], r["key"], r["sha256"])
+                for r in final_rows(out)]
+
+    reference = tmp_path / "reference"
+    done = subprocess.run(command(reference), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert [r[1] for r in outcome(reference)] == ["kept"] * n  # the marked URL serves an image when not killing
+
+    out = tmp_path / "out"
+    image_web.kills["build"] = 1
+    crashed = subprocess.run(command(out), capture_output=True, text=True, timeout=600, start_new_session=True)
+    assert crashed.returncode == -9 and [name for name, _ in image_web.killed] == ["build"]
+    assert json.loads((out / "manifest.json").read_text())["stage"] == "curate"  # the download never finished
+    assert sorted(p.name for p in (out / "shards").glob("*_stats.json")) == [f"0000{i}_stats.json" for i in range(3)]
+    finished = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("0000[012].*")}
+
+    resumed = subprocess.run(command(out), capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "(reused from an earlier run)" in resumed.stdout and "3 finished shard(s) reused" in resumed.stdout
+    assert {p: (out / "shards" / p).stat().st_mtime_ns for p in finished} == finished
+    assert outcome(out) == outcome(reference)
