@@ -56,7 +56,8 @@ class ImageWeb:
 
     /kill-worker/NAME.png kills (SIGKILL) the process that sent the request, /kill-group/NAME.png its whole process
     group, as long as `kills[NAME]` > 0 (each kill takes one); past the budget the route serves an image, so a
-    rerun of the same pairs succeeds. `killed` lists (NAME, pid) of every kill."""
+    rerun of the same pairs succeeds. `killed` lists (NAME, pid) of every kill. /call/NAME.png runs and drops
+    `hooks[NAME]` (e.g. stop a storage server mid-download), then serves the same image."""
 
     def __init__(self, server):
         self.server = server
@@ -67,6 +68,7 @@ class ImageWeb:
         self.flaky_seen: set[str] = set()
         self.kills: dict[str, int] = {}
         self.killed: list[tuple[str, int]] = []
+        self.hooks: dict = {}
         self.lock = threading.Lock()
 
     def url(self, path: str) -> str:
@@ -78,6 +80,7 @@ class ImageWeb:
             self.flaky_seen.clear()
             self.kills.clear()
             self.killed.clear()
+            self.hooks.clear()
 
     def take_kill(self, name: str) -> bool:
         with self.lock:
@@ -154,6 +157,12 @@ def _handler(web_ref: list):
                     else:
                         os.kill(pid, signal.SIGKILL)
                     return None
+                return self.send(200, make_image(333, 300, "png", 11))
+            if path.startswith("/call/"):
+                with web.lock:
+                    hook = web.hooks.pop(path[len("/call/"):].removesuffix(".png"), None)
+                if hook is not None:
+                    hook()
                 return self.send(200, make_image(333, 300, "png", 11))
             if path.startswith("/notimage"):
                 return self.send(200, b"<html><body>not an image</body></html>", "text/html")

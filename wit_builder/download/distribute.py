@@ -80,7 +80,7 @@ def process_distributor(processes_count, downloader, reader, _subjob_size, max_s
                         bar.update(1)
         finished = True
     finally:
-        _stop(executor, wait_for_workers=finished)
+        _stop(executor, wait_for_workers=finished and not failures)
     if failures:
         raise ShardsFailed(failures, len(rows))
 

@@ -144,3 +144,37 @@ def test_ray_worker_that_keeps_dying_fails_clearly_and_rerun_resumes(image_web, 
     accounting = download_shards(table, out, config(image_web, distributor="ray", shard_retries=1))
     assert outcome(accounting) == reference
     assert stamps(out, finished) == finished
+
+
+@pytest.mark.slow
+def test_s3_endpoint_lost_mid_download_fails_clearly_and_rerun_resumes(image_web, reference, tmp_path, monkeypatch):
+    """The S3 server stops while the last shard downloads (its own SeaweedFS: the session's keeps running): the
+    download fails naming the shard and the endpoint error; once the server is back, the same call resumes."""
+    import s3_server
+    from wit_builder import storage
+
+    (tmp_path / "weed").mkdir()
+    server = s3_server.start(str(tmp_path / "weed"))
+    try:
+        for key, value in server.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore gives up on a dead endpoint in seconds, not minutes
+        image_web.clear()
+        image_web.hooks["stop-s3"] = lambda: s3_server.stop(server)
+        table, out = pairs(image_web, "/call/stop-s3.png"), f"s3://{server.bucket}/lost/shards"
+        with pytest.raises(WitError) as err:
+            download_shards(table, out, config(image_web, shard_retries=1))
+        message = str(err.value)
+        assert "1 of 3 shard(s) did not finish" in message and "shard 00002:" in message, message
+        assert "Could not connect to the endpoint URL" in message, message
+        assert server.process.poll() is not None and not image_web.hooks
+
+        server = s3_server.start(server.data_dir, ports=server.ports)  # back, with its data
+        assert shards.shard_names(out) == ["00000", "00001"]
+        fs, path = storage.filesystem(out)
+        finished = {p: fs.get_file_info(f"{path}/{p}").mtime for p in ("00000.tar", "00001.tar")}
+        accounting = download_shards(table, out, config(image_web, shard_retries=1))
+        assert outcome(accounting) == reference
+        assert {p: fs.get_file_info(f"{path}/{p}").mtime for p in finished} == finished
+    finally:
+        s3_server.stop(server)
