@@ -161,13 +161,29 @@ def _finished_curate(cfg, stamps: list) -> dict | None:
         raise WitError(f"{cfg.out} already holds a build with a different {', '.join(diffs)} (see its manifest.json): "
                        f"use a new --out, or rerun with the same settings to resume")
     old_stamps = found.get("inputs", {}).get("stamps") or []
-    changed = [now[0] for before, now in zip_longest(old_stamps, stamps) if now is not None and before != now]
+    changed = [now[0] for before, now in zip_longest(old_stamps, stamps) if now is not None and not _same(before, now)]
     if changed:
-        raise WitError(f"{cfg.out} was built from other contents of {', '.join(changed)} (size or time changed): "
-                       f"rerun with --force to rebuild it, or use a new --out")
+        raise WitError(f"{cfg.out} was built from other contents of {', '.join(changed)} (their sha256 or S3 ETag "
+                       f"changed): rerun with --force to rebuild it, or use a new --out")
+    found.setdefault("inputs", {})["stamps"] = stamps  # manifests before content digests kept the mtime instead
     if not (_has_files(f"{cfg.out}/accounting") and _has_files(f"{cfg.out}/curated")):
         return None
     return found
+
+
+def _same(before: list | None, now: list) -> bool:
+    """Whether an input stamp from the manifest matches the file now. A manifest of an older wit holds
+    (path, size, mtime in ns) instead of a digest: compared as that wit did."""
+    if before is None:
+        return False
+    if isinstance(before[2], int):
+        from wit_builder import storage
+
+        fs, path = storage.filesystem(now[0])
+        return before == [now[0], now[1], fs.get_file_info(path).mtime_ns]
+    return before == now
+
+
 def _clear(out: str, shards: bool = False) -> None:
     """Remove the outputs of an earlier run (only the folders and files this stage writes; the shards with --force)."""
     import pyarrow.fs as pafs

@@ -115,6 +115,32 @@ def test_changed_pool_is_refused_then_rebuilt_with_force(tmp_path, capsys):
     assert len(_read(tmp_path / "out", "accounting")) == 45
 
 
+def test_inputs_are_compared_by_content_not_size_or_time(tmp_path, capsys):
+    """Touched or copied-over inputs with the same bytes reuse the curate stage; an edit that keeps the size and the
+    modification time is still refused."""
+    import os
+
+    write_pool(tmp_path / "pool", n=30)
+    queries = tmp_path / "pool" / "queries.txt"
+    argv = ["build", "--pool", str(tmp_path / "pool"), "--queries", str(queries), "--out", str(tmp_path / "out"),
+            "--local", "--stop-after", "curate"]
+    assert cli.main(argv) == 0
+    stat = queries.stat()
+    os.utime(queries, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: same bytes, a second later
+    capsys.readouterr()
+    assert cli.main(argv) == 0
+    assert "(reused from an earlier run)" in capsys.readouterr().out
+
+    text = queries.read_text()
+    edited = text.replace(text[0], "z" if text[0] != "z" else "y", 1)  # one byte changed, same size
+    assert len(edited) == len(text) and edited != text
+    stat = queries.stat()
+    queries.write_text(edited)
+    os.utime(queries, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # and the old modification time
+    assert cli.main(argv) == 2
+    assert f"was built from other contents of {queries}" in capsys.readouterr().err
+
+
 def test_stop_after_is_checked():
     with pytest.raises(Exception, match="--stop-after 'train' is not one of curate, download"):
         BuildConfig(pool=("p",), queries="q", out="o", stop_after="train")

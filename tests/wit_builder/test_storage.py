@@ -41,6 +41,18 @@ def test_bytes_json_exists_remove_listing(root):
     storage.remove_tree(f"{root}/sub")  # already gone: nothing to do
 
 
+def test_file_stamps_follow_content(root):
+    """Rewriting the same bytes keeps a file's stamp (local sha256, S3 ETag); one changed byte changes it."""
+    storage.write_bytes(f"{root}/p.bin", b"abc" * 1000)
+    first = storage.file_stamps([f"{root}/p.bin"])
+    storage.write_bytes(f"{root}/p.bin", b"abc" * 1000)
+    assert storage.file_stamps([f"{root}/p.bin"]) == first
+    assert first[0][:2] == [f"{root}/p.bin", 3000] and first[0][2].startswith(("sha256:", "etag:"))
+    storage.write_bytes(f"{root}/p.bin", b"abd" + b"abc" * 999)
+    assert storage.file_stamps([f"{root}/p.bin"])[0][2] != first[0][2]
+    assert storage.file_stamps([f"{root}/missing.bin"]) == [[f"{root}/missing.bin", None, None]]
+
+
 def test_parquet_round_trip_and_catalog(root):
     table = pa.table({"uid": ["a", "b", "c"], "url": ["u1", "u2", "u3"], "text": ["x", "y", "z"]})
     fs, path = storage.filesystem(f"{root}/pool/part-0.parquet")
