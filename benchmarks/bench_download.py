@@ -27,10 +27,10 @@ import tempfile
 import threading
 import time
 
-from _proc import tree_rss  # noqa: E402 - benchmarks/ is on sys.path when run as a script
+if __name__ == "__main__":  # the repo root before benchmarks/ (kept: spawned pool workers re-import this file)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-if __name__ == "__main__":
-    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _proc import tree_rss  # noqa: E402 - benchmarks/ is on sys.path when run as a script
 
 MAX_FILE_BYTES = 1_000_000
 MAX_AREA = 40_000_000

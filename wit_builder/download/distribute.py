@@ -39,8 +39,31 @@ def _run_shard(downloader, row):
     return downloader.run_shard(row)
 
 
-def _progress(total: int):
-    return tqdm(total=total, desc="download", unit="shard", mininterval=1.0)
+class _Ledger:
+    """The shards of one download: attempts, last errors and a progress bar; decides whether a failure is retried."""
+
+    def __init__(self, rows: dict, max_shard_retry: int):
+        self.rows, self.max_shard_retry = rows, max_shard_retry
+        self.attempts = dict.fromkeys(rows, 0)
+        self.failures: dict[int, str] = {}
+        self.bar = tqdm(total=len(rows), desc="download", unit="shard", mininterval=1.0)
+
+    def record(self, shard: int, error: str | None, retry: bool = True) -> bool:
+        """Note one attempt's outcome; True when the shard must run again."""
+        self.attempts[shard] += 1
+        if error is None:
+            self.failures.pop(shard, None)
+        else:
+            self.failures[shard] = error
+            if retry and self.attempts[shard] <= self.max_shard_retry:
+                return True
+        self.bar.update(1)
+        return False
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.failures:
+            raise ShardsFailed(self.failures, len(self.rows))
 
 
 def process_distributor(processes_count, downloader, reader, _subjob_size, max_shard_retry):
@@ -48,41 +71,34 @@ def process_distributor(processes_count, downloader, reader, _subjob_size, max_s
     rows = {row[0]: row for row in reader}  # reading stages each shard's input file; one small tuple per shard
     if not rows:
         return
-    attempts = dict.fromkeys(rows, 0)
-    failures: dict[int, str] = {}
+    ledger = _Ledger(rows, max_shard_retry)
     executor = ProcessPoolExecutor(max_workers=max(1, min(processes_count, len(rows))),
                                    mp_context=multiprocessing.get_context("spawn"),
                                    max_tasks_per_child=TASKS_PER_PROCESS)
     finished = False
     try:
-        with _progress(len(rows)) as bar:
-            running = {executor.submit(_run_shard, downloader, row): shard for shard, row in rows.items()}
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    shard = running.pop(future)
-                    try:
-                        error = future.result()
-                    except BrokenProcessPool:
-                        failures.update({s: WORKER_DIED for s in [shard, *running.values()]})
-                        raise ShardsFailed(failures, len(rows)) from None
-                    except Exception as err:  # noqa: BLE001 - e.g. the downloader could not be unpickled
-                        error = f"{type(err).__name__}: {err}"
-                    attempts[shard] += 1
-                    if error is None:
-                        failures.pop(shard, None)
-                        bar.update(1)
-                    elif attempts[shard] <= max_shard_retry:
-                        failures[shard] = error
-                        running[executor.submit(_run_shard, downloader, rows[shard])] = shard
-                    else:
-                        failures[shard] = error
-                        bar.update(1)
+        running = {executor.submit(_run_shard, downloader, row): shard for shard, row in rows.items()}
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                shard = running.pop(future)
+                try:
+                    error = future.result()
+                except BrokenProcessPool:  # a worker died: every shard not yet done is lost with the pool
+                    ledger.record(shard, WORKER_DIED, retry=False)
+                    for other, other_shard in running.items():
+                        broken = not other.done() or other.exception() is not None
+                        ledger.record(other_shard, WORKER_DIED if broken else other.result(), retry=False)
+                    running.clear()
+                    break
+                except Exception as err:  # noqa: BLE001 - e.g. the downloader could not be unpickled
+                    error = f"{type(err).__name__}: {err}"
+                if ledger.record(shard, error):
+                    running[executor.submit(_run_shard, downloader, rows[shard])] = shard
         finished = True
     finally:
-        _stop(executor, wait_for_workers=finished and not failures)
-    if failures:
-        raise ShardsFailed(failures, len(rows))
+        _stop(executor, wait_for_workers=finished and not ledger.failures)
+    ledger.close()
 
 
 def _stop(executor: ProcessPoolExecutor, wait_for_workers: bool) -> None:
@@ -111,35 +127,22 @@ def ray_distributor(processes_count, downloader, reader, _subjob_size, max_shard
     rows = {row[0]: row for row in reader}
     if not rows:
         return
-    attempts = dict.fromkeys(rows, 0)
-    failures: dict[int, str] = {}
+    ledger = _Ledger(rows, max_shard_retry)
     running = {task.remote(downloader_ref, row): shard for shard, row in rows.items()}
     try:
-        with _progress(len(rows)) as bar:
-            while running:
-                done, _ = ray.wait(list(running), num_returns=1)
-                shard = running.pop(done[0])
-                attempts[shard] += 1
-                try:
-                    error = ray.get(done[0])
-                except ray.exceptions.RayError as err:  # the worker died past Ray's own retries, or a system error
-                    failures[shard] = _ray_error(err)
-                    bar.update(1)
-                    continue
-                if error is None:
-                    failures.pop(shard, None)
-                    bar.update(1)
-                elif attempts[shard] <= max_shard_retry:
-                    failures[shard] = error
-                    running[task.remote(downloader_ref, rows[shard])] = shard
-                else:
-                    failures[shard] = error
-                    bar.update(1)
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            shard = running.pop(done[0])
+            try:
+                error, retry = ray.get(done[0]), True
+            except ray.exceptions.RayError as err:  # the worker died past Ray's own retries, or a system error
+                error, retry = _ray_error(err), False
+            if ledger.record(shard, error, retry):
+                running[task.remote(downloader_ref, rows[shard])] = shard
     finally:
         for ref in running:  # only after an interruption: do not leave tasks writing into the output
             ray.cancel(ref, force=True)
-    if failures:
-        raise ShardsFailed(failures, len(rows))
+    ledger.close()
 
 
 def _ray_error(err: Exception) -> str:
