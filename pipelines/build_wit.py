@@ -495,7 +495,7 @@ def _download(cfg, manifest) -> dict:
     import dataclasses
 
     from wit_builder import catalog, ledger, storage
-    from wit_builder.download import shards
+    from wit_builder.download import shards, status
     from wit_builder.download.img2dataset_job import download_shards
     from wit_builder.errors import WitError
     from wit_builder.materialise import DOWNLOAD_FAILED, merge, outcome_counts
@@ -527,8 +527,8 @@ def _download(cfg, manifest) -> dict:
     if total != manifest["counts"]["rows_in"] or distinct != total or kept != samples:
         raise WitError(f"final accounting broken: {manifest['counts']['rows_in']:,} pool rows, {total:,} accounted "
                        f"({distinct:,} distinct), {kept:,} kept but {samples:,} samples in {cfg.out}/shards")
-    errors = con.execute("SELECT error, count(*) AS n FROM accounting WHERE status = 'failed' GROUP BY 1 "
-                         "ORDER BY n DESC, error LIMIT 20").fetchall()
+    errors = con.execute(f"SELECT {status.error_group_sql()} AS error, count(*) AS n FROM accounting "
+                         "WHERE status = 'failed' GROUP BY 1 ORDER BY n DESC, error LIMIT 20").fetchall()
     sizes = shards.shard_sizes(f"{cfg.out}/shards")
     kept_now = sum(n for name, n in sizes.items() if name[: -len(".tar")] not in reused)  # this run's work only
     merge_s = time.perf_counter() - t0

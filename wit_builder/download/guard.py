@@ -26,7 +26,8 @@ def header_size(data: bytes | io.BytesIO) -> tuple[int, int]:
         pixels = re.search(r"\((\d+) pixels\)", str(err))
         raise ValueError(f"image area too large ({pixels.group(1) + ' px' if pixels else err})") from err
     except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"not a recognised image ({type(err).__name__}: {err})") from err
+        detail = re.sub(r" <[^<>]* at 0x[0-9a-f]+>", "", str(err))  # no object address: equal causes, equal text
+        raise ValueError(f"not a recognised image ({type(err).__name__}: {detail})") from err
     finally:
         stream.seek(position)
 

@@ -330,14 +330,3 @@ def config_from_dict(values: dict) -> DownloadConfig:
     names = {f.name for f in dataclasses.fields(DownloadConfig)}
     clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in values.items() if k in names}
     return DownloadConfig(**clean)
-
-
-def summary(accounting: pa.Table) -> str:
-    """A readable one-paragraph summary: kept / failed and the top errors."""
-    import collections
-
-    statuses = collections.Counter(accounting.column("status").to_pylist())
-    errors = collections.Counter(e for e in accounting.column("error").to_pylist() if e)
-    lines = [f"download: {accounting.num_rows} pairs, kept {statuses.get('kept', 0)}, failed {statuses.get('failed', 0)}"]
-    lines += [f"  {n:>7}  {error}" for error, n in errors.most_common(10)]
-    return "\n".join(lines)

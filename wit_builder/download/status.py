@@ -25,6 +25,23 @@ ACCOUNTING_SCHEMA = pa.schema([
 ])
 
 
+# Parts of an error message that differ between pairs with the same cause; the failure table groups them away.
+ERROR_DETAILS = (
+    (r"\(\d+ x \d+\)", "(W x H)"),  # image area too large (7000 x 7000)
+    (r"\(\d+ px\)", "(N px)"),  # image area too large (900000000 px)
+    (r"^redirect to \S+ refused", "redirect to URL refused"),
+    (r"refused: \S+ is a ", "refused: ADDRESS is a "),  # ... 10.0.0.1 is a private address
+)
+
+
+def error_group_sql(column: str = "error") -> str:
+    """A DuckDB expression that maps an error message to its group (the message without per-pair details)."""
+    expression = column
+    for pattern, replacement in ERROR_DETAILS:
+        expression = f"regexp_replace({expression}, '{pattern}', '{replacement}')"
+    return expression
+
+
 def shard_status_files(out: str) -> list[str]:
     """The NNNNN.parquet files img2dataset wrote under `out` (local folder or s3:// prefix)."""
     return [p for p in storage.listdir(out, ".parquet") if p.rsplit("/", 1)[-1][:-len(".parquet")].isdigit()]

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from wit_builder.download.status import ACCOUNTING_SCHEMA, assert_accounted, read_status
+from wit_builder.download.status import ACCOUNTING_SCHEMA, assert_accounted, error_group_sql, read_status
 from wit_builder.errors import WitError
 
 
@@ -44,3 +44,17 @@ def test_read_status_maps_and_orders(tmp_path):
 
 def test_empty_folder_gives_empty_accounting(tmp_path):
     assert read_status(str(tmp_path / "none")).num_rows == 0
+
+
+def test_error_groups_drop_per_pair_details():
+    import duckdb
+
+    errors = ["image area too large (7000 x 7000)", "image area too large (8000 x 6000)",
+              "image area too large (900000000 px)", "redirect to http://10.0.0.1/x.png refused: 10.0.0.1 is a private address",
+              "redirect to http://10.0.0.2/y refused: 10.0.0.2 is a private address", "HTTP Error 404: Not Found",
+              "<urlopen error [Errno 111] Connection refused>"]
+    rows = duckdb.sql(f"SELECT {error_group_sql('e')} AS g, count(*) FROM (SELECT unnest(?) AS e) GROUP BY g ORDER BY g",
+                      params=[errors]).fetchall()
+    assert rows == [("<urlopen error [Errno 111] Connection refused>", 1), ("HTTP Error 404: Not Found", 1),
+                    ("image area too large (N px)", 1), ("image area too large (W x H)", 2),
+                    ("redirect to URL refused: ADDRESS is a private address", 2)]
