@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 import pytest
+
+from ports import free_ports
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "wit-test",  # SeaweedFS without an IAM config accepts any key
@@ -30,18 +31,6 @@ CREDENTIALS = {
 def weed_binary() -> str | None:
     here = os.path.join(os.path.dirname(sys.executable), "weed")
     return here if os.path.exists(here) else shutil.which("weed")
-
-
-def free_ports(n: int) -> list[int]:
-    sockets = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        sockets.append(s)
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def s3_config(path: str) -> str:

@@ -2,7 +2,6 @@
 run that reuses everything."""
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,21 +10,17 @@ import duckdb
 import pytest
 
 from pipelines import ray_cluster
+from ports import free_port
 
 BIN = Path(sys.executable).parent
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
 def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     env = ray_cluster.cli_env()
     out = tmp_path / "demo"
-    argv = [BIN / "wit", "demo", "--out", out, "--limit", "6", "--port", str(_free_port()), "--check", "40",
+    argv = [BIN / "wit", "demo", "--out", out, "--limit", "6", "--port", str(free_port()), "--check", "40",
             "--cap", "5"]
     first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,17 +16,13 @@ import pytest
 from pipelines import ray_cluster, ray_env
 from wit_builder.web.build import WebConfig, build_web
 from wit_builder.web.serve import serving
+from ports import free_port
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
 WORDS = ("frog animal bird dog cat fish horse tree flower house car sun star heart face smile hand apple ball boat "
          "book bus cake clock cow duck egg hat key lion moon owl pig rabbit sheep snake train turtle man woman").split()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def check_build(out: Path, pool: Path) -> dict:

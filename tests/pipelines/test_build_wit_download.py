@@ -9,7 +9,6 @@ import contextlib
 import io
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,15 +23,11 @@ from wit_builder.config import BuildConfig, CurateConfig
 from wit_builder.download.img2dataset_job import DownloadConfig
 from wit_builder.web.build import WebConfig, build_web
 from wit_builder.web.serve import serving
+from ports import free_port
 
 WORDS = ("frog animal bird dog cat fish horse tree flower house car sun star heart face smile hand apple ball boat "
          "book bus cake clock cow duck egg hat key lion moon owl pig rabbit rosella sheep snake train turtle").split()
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,27 +1,22 @@
 """`wit web build` / `wit web serve` as a user runs them: summary, real serving, one-line errors."""
 
 import json
-import socket
 import subprocess
 import sys
 import time
 from urllib.request import urlopen
 
 import pyarrow.parquet as pq
+from ports import free_port
 
 
 def wit(*args, **kw):
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True, text=True, **kw)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_build_prints_counts_then_serve_serves_them(tmp_path):
-    port = _free_port()
+    port = free_port()
     done = wit("web", "build", "--out", tmp_path, "--limit", "3", "--base-url", f"http://127.0.0.1:{port}")
     assert done.returncode == 0, done.stderr
     meta = json.loads((tmp_path / "web.json").read_text())

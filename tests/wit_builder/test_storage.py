@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from s3_server import free_ports
+from ports import free_port
 from wit_builder import catalog, storage
 from wit_builder.errors import WitError
 
@@ -74,7 +74,7 @@ def test_s3_bucket_missing_is_a_clear_error(s3_env):
 
 
 def test_s3_unreachable_endpoint_names_it(monkeypatch):
-    dead = f"http://127.0.0.1:{free_ports(1)[0]}"
+    dead = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("WIT_S3_ENDPOINT", dead)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")

@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 WORKER_DIED = "a download worker process died while this shard was pending or running (killed by a signal or the " \
               "out-of-memory killer?)"
+RAY_WORKER_DIED = "the Ray worker died while running this shard, on every attempt Ray allowed (killed by a signal or " \
+                  "the out-of-memory killer?)"
 TASKS_PER_PROCESS = 5  # img2dataset's maxtasksperchild: a fresh process now and then bounds leaks in decoders
 
 
@@ -122,11 +124,11 @@ def ray_distributor(processes_count, downloader, reader, _subjob_size, max_shard
     options = {"num_cpus": 1, "max_retries": max_shard_retry, "retry_exceptions": False}
     if env_vars:
         options["runtime_env"] = {"env_vars": dict(env_vars)}
-    task = ray.remote(_run_shard).options(**options)
-    downloader_ref = ray.put(downloader)
     rows = {row[0]: row for row in reader}
     if not rows:
         return
+    task = ray.remote(_run_shard).options(**options)
+    downloader_ref = ray.put(downloader)
     ledger = _Ledger(rows, max_shard_retry)
     running = {task.remote(downloader_ref, row): shard for shard, row in rows.items()}
     try:
@@ -149,6 +151,6 @@ def _ray_error(err: Exception) -> str:
     import ray
 
     if isinstance(err, ray.exceptions.WorkerCrashedError):
-        return WORKER_DIED.replace("a download worker process", "the Ray worker") + " (Ray's retries used up)"
+        return RAY_WORKER_DIED
     lines = [line for line in str(err).splitlines() if line.strip()]
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"
