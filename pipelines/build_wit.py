@@ -73,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=None, help="fetch threads per process or Ray task (default 32)")
     g.add_argument("--timeout", type=float, default=None, help="seconds per fetch attempt (default 10)")
     g.add_argument("--retries", type=int, default=None, help="extra attempts for transient failures (default 2)")
+    g.add_argument("--shard-retries", type=int, default=None,
+                   help="reruns of a shard that failed as a whole or whose Ray worker died (default 1)")
     g.add_argument("--distributor", choices=("multiprocessing", "ray"), default=None,
                    help="ray: a task per shard over the cluster (default); multiprocessing: this machine (--local)")
 
@@ -90,6 +92,7 @@ def config_from_args(args: argparse.Namespace):
         values = {"image_size": args.image_size, "resize_mode": args.resize_mode, "min_image_size": args.min_image_size,
                   "number_sample_per_shard": args.shard_size, "processes_count": args.processes,
                   "thread_count": args.threads, "timeout": args.timeout, "retries": args.retries,
+                  "shard_retries": args.shard_retries,
                   "distributor": args.distributor or ("multiprocessing" if args.local else "ray")}
         if args.allow_hosts:
             values["allow_hosts"] = tuple(h.strip() for h in args.allow_hosts.split(",") if h.strip())

@@ -45,7 +45,7 @@ def argv(web, out, *extra):
     root, port = web
     return ["build", "--pool", str(root / "pool.parquet"), "--queries", str(root / "queries.txt"), "--out", str(out),
             "--local", "--cap", "4", "--allow-hosts", f"127.0.0.1:{port}", "--processes", "1", "--threads", "4",
-            "--shard-size", "8", "--timeout", "5", "--retries", "0", *extra]
+            "--shard-size", "8", "--timeout", "5", "--retries", "0", "--shard-retries", "0", *extra]
 
 
 def final_rows(out):
@@ -96,6 +96,7 @@ def test_every_pool_row_ends_filtered_kept_or_failed(web, built, capsys):
     assert sum(e["count"] for e in d["errors"]) == len(by["failed"])
     assert manifest["counts"]["funnel"]["downloaded"] == len(by["kept"])
     assert manifest["config"]["download"]["number_sample_per_shard"] == 8
+    assert manifest["config"]["download"]["shard_retries"] == 0
     assert manifest["timings_s"]["download"] > 0
 
 
