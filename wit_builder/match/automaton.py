@@ -1,12 +1,14 @@
-"""The fast matcher: an Aho-Corasick-style automaton over *tokens* that gives exactly MetaCLIP's substring matches.
+"""The fast matcher: an automaton over *tokens* that gives exactly MetaCLIP's substring matches (reference.py).
 
-Why tokens: in MetaCLIP's spaced text every match starts and ends at a space, so " entry " occurs in the spaced text
-exactly when the entry's pieces (entry.split(" ")) occur as consecutive pieces of the spaced text split on single
-spaces (runs of spaces give empty pieces, on both sides alike). Matching therefore needs no character automaton: the
-batch is spaced and split in Arrow (C++), its distinct pieces are mapped to token ids once per batch, and a trie of
-token sequences is walked for all start positions of the batch at once with numpy (one vectorised step per trie
-level; positions whose prefix is in no entry drop out). Every occurrence, overlapping ones included, is found; each
-entry is reported once per text, ids ascending, as the reference does.
+The batch is spaced by the rule of reference.py (WRAPPED, SPACED: , . ; : ? ! and the backtick wrapped in spaces,
+the double quote left alone, tab/newline/CR turned into spaces). Why tokens: in the spaced text every match starts
+and ends at a space, so " entry " occurs in it exactly when the entry's pieces (entry.split(" ")) occur as
+consecutive pieces of the spaced text split on single spaces (runs of spaces give empty pieces, on both sides
+alike). Matching therefore needs no character automaton: the batch is spaced and split in Arrow (C++), its distinct
+pieces are mapped to token ids once per batch, and a trie of token sequences is walked for all start positions of
+the batch at once with numpy (one vectorised step per trie level; positions whose prefix is in no entry drop out).
+Every occurrence, overlapping ones included, is found; each entry is reported once per text, ids ascending, as the
+reference does.
 
 Build it once per worker (it holds a dict of every entry token and a few numpy arrays; it pickles).
 """
@@ -62,7 +64,6 @@ class TokenAutomaton:
         order = np.argsort(np.asarray(keys, dtype=np.int64), kind="stable")
         self.edge_keys = np.asarray(keys, dtype=np.int64)[order]
         self.edge_children = np.asarray(children, dtype=np.int64)[order]
-        self.depth = _trie_depth(self.entries)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -94,13 +95,11 @@ class TokenAutomaton:
     def _token_ids(self, flat: pa.Array) -> np.ndarray:
         """Vocabulary id of every piece (-1 when the piece is in no entry): one dict lookup per distinct piece."""
         encoded = pc.dictionary_encode(flat)
-        if isinstance(encoded, pa.ChunkedArray):
-            encoded = encoded.combine_chunks()
         get = self.vocab.get
         lookup = np.fromiter((get(p, -1) for p in encoded.dictionary.to_pylist()), dtype=np.int64,
                              count=len(encoded.dictionary))
         indices = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        return lookup[indices] if len(lookup) else np.full(len(indices), -1, np.int64)
+        return lookup[indices]
 
     def _walk(self, ids: np.ndarray, owner: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Walk the trie from every position at once; collect (text, entry) for every terminal node reached."""
@@ -133,10 +132,6 @@ class TokenAutomaton:
         if not found_text:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(found_text), np.concatenate(found_qid)
-
-
-def _trie_depth(entries: Sequence[str]) -> int:
-    return max((e.count(" ") + 1 for e in entries), default=0)
 
 
 def _as_string_array(texts) -> pa.Array:

@@ -46,8 +46,42 @@ def test_documented_word_boundaries():
     assert got == [[0], [0], [], [], [], [], [], [0, 1, 2, 3], [0]]
 
 
-def test_spacing_rule():
-    assert spaced('a,b "c"\td') == ' a , b  " c "  d '
+def test_spacing_rule_is_metaclips():
+    """MetaCLIP's spacing() wraps , . ; : ? ! and the backtick, turns tab/newline/CR into spaces, and leaves the double
+    quote (and every other character) where it is."""
+    assert spaced('a,b "c"\td') == ' a , b "c" d '
+    assert spaced("x.y;z:w?v!u`t\r\ns") == " x . y ; z : w ? v ! u ` t  s "
+    for text, matches in [('dog"', False), ('"dog"', False), ('"dog', False), ("dog,", True), ("dog.", True),
+                          ("dog`", True), ("dog!", True), ("dog\n", True), ("(dog)", False), ("dog's", False)]:
+        assert (match_reference(text, ["dog"]) == [0]) is matches, text
+        assert (TokenAutomaton(["dog"]).match([text]).to_pylist() == [[0]]) is matches, text
+
+
+QUOTE_CASES = ['the "dog" ran', '"dog"', 'say "hi", dog', 'a "hot dog".', '""', '" "', 'dog "', '" dog', 'dog""dog',
+               '"New York" City', 'New "York City"', '"a" "b"', 'he said: "dog!"', '`dog`', '"`dog`"']
+QUOTE_ENTRIES = ["dog", '"dog"', '"dog', 'dog"', "hot dog", '"hot dog"', "hi", '"hi"', '"hi",', "New York",
+                 '"New York"', "York City", '"', '""', "a", '"a"', '"b"', "said", "`dog`"]
+
+
+def test_quotes_agree_with_the_reference_on_hand_cases():
+    got = TokenAutomaton(QUOTE_ENTRIES).match(QUOTE_CASES).to_pylist()
+    assert got == [match_reference(t, QUOTE_ENTRIES) for t in QUOTE_CASES]
+    named = dict(zip(QUOTE_CASES, ([QUOTE_ENTRIES[i] for i in ids] for ids in got)))
+    assert named['the "dog" ran'] == ['"dog"']  # the quotes stay on the word, as in MetaCLIP
+    assert named['"dog"'] == ['"dog"']
+    assert named['say "hi", dog'] == ["dog", '"hi"']  # the comma is wrapped, the quote is not
+    assert named['"New York" City'] == ['"New York"']
+
+
+QUOTY = st.text(alphabet='"`,. dogaA\t', max_size=30)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet='"`,. doga', min_size=1, max_size=8), max_size=20, unique=True),
+       st.lists(QUOTY, max_size=10))
+def test_quote_heavy_texts_equal_the_reference(entries, batch):
+    entries = entries + [e for e in ('"', '"dog"', "dog", 'a "dog"') if e not in entries]
+    assert TokenAutomaton(entries).match(batch).to_pylist() == [match_reference(t, entries) for t in batch]
 
 
 def test_chunked_and_empty_inputs():
