@@ -1,4 +1,5 @@
-"""Build the query list (PAPER.md §1): Wikipedia words and high-PMI bigrams, popular titles, and WordNet lemmas.
+"""Build the CLIP paper's query list (Radford et al. 2021, §2.2): Wikipedia words and high-PMI bigrams, popular
+titles, and WordNet lemmas.
 
 The dump is counted in parallel by Ray tasks (byte ranges of bz2 streams for a multistream dump; batches of pages
 streamed by one reader for a plain .xml.bz2); partial counts become Parquet files reduced with DuckDB. Details, the
@@ -24,7 +25,7 @@ import os
 import sys
 import time
 
-from wit_builder.queries.config import QueryConfig
+from wit_builder.queries.config import BIGRAM_RULES, QueryConfig
 
 HELP = "build the 500k query list from a Wikipedia dump, WordNet and pageviews (offline demo sources by default)"
 
@@ -49,10 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"wordfreq when the dump has fewer than {d.auto_min_tokens:,} tokens")
     parser.add_argument("--min-unigram-count", type=int, default=d.min_unigram_count,
                         help="occurrences in English Wikipedia (paper: 100; scaled to smaller dumps)")
+    parser.add_argument("--bigram-rule", choices=BIGRAM_RULES, default=d.bigram_rule,
+                        help="metaclip: MetaCLIP's bigrams, NLTK's base-2 PMI log2(c(ab)N/(c(a)c(b))) >= --min-pmi, "
+                        "no count filter; ratio: p(ab)/(p(a)p(b)) >= --min-pmi-ratio and >= --min-bigram-count "
+                        "occurrences (default %(default)s)")
+    parser.add_argument("--min-pmi", type=float, default=d.min_pmi,
+                        help="metaclip rule: base-2 PMI at English Wikipedia scale (MetaCLIP: 30; lowered by "
+                        "log2(4.5e9 / tokens) on a smaller dump)")
     parser.add_argument("--min-bigram-count", type=int, default=d.min_bigram_count,
-                        help="occurrences at English Wikipedia scale before PMI is trusted (scaled)")
+                        help="ratio rule: occurrences at English Wikipedia scale before PMI is trusted (scaled)")
     parser.add_argument("--min-pmi-ratio", type=float, default=d.min_pmi_ratio,
-                        help="MetaCLIP's PMI >= 30, as the ratio p(ab)/(p(a)p(b)); stored as its natural log")
+                        help="ratio rule: p(ab)/(p(a)p(b)) at least this; stored as its natural log")
     parser.add_argument("--min-title-views", type=int, default=d.min_title_views,
                         help="with --pageviews (MetaCLIP: 70)")
     parser.add_argument("--min-title-inlinks", type=int, default=d.min_title_inlinks,
@@ -100,11 +108,13 @@ def main(config: QueryConfig) -> dict:
     from wit_builder.errors import WitError
     from wit_builder.paths import wiki_sample_path
     from wit_builder.queries import build, counts, titles, wordnet
-    from wit_builder.queries.config import REFERENCE_TOKENS, min_pmi
+    from wit_builder.queries.config import REFERENCE_TOKENS, bigram_thresholds
 
     started = time.time()
     if config.target_size <= 0:
         raise WitError("--target-size must be positive")
+    if config.bigram_rule not in BIGRAM_RULES:
+        raise WitError(f"--bigram-rule must be one of {', '.join(BIGRAM_RULES)} (got {config.bigram_rule!r})")
     if config.out.startswith("s3://"):
         raise WitError("--out must be a local path (the list is ~10 MB): write it locally, then copy it to S3")
     out_dir = os.path.dirname(os.path.abspath(config.out))
@@ -128,7 +138,8 @@ def main(config: QueryConfig) -> dict:
         reduced = counts.reduce(con)
         corpus.update(tokens=reduced.tokens, bigrams=reduced.bigram_total, articles=reduced.articles,
                       distinct_unigrams=reduced.distinct_unigrams, distinct_bigrams=reduced.distinct_bigrams)
-        thresholds: dict = {"min_pmi": min_pmi(config), "min_pmi_ratio": config.min_pmi_ratio}
+        thresholds: dict = {"bigram_rule": config.bigram_rule,
+                            "pmi_unit": "log2" if config.bigram_rule == "metaclip" else "ln"}
 
         unigram_source = config.unigram_source
         if unigram_source == "auto":
@@ -143,8 +154,9 @@ def main(config: QueryConfig) -> dict:
             thresholds["min_unigram_count"] = config.min_unigram_count
             unigrams, unigram_stats = wordfreq_unigrams(config.min_unigram_count)
 
-        thresholds["min_bigram_count"] = config.scaled(config.min_bigram_count, reduced.tokens, REFERENCE_TOKENS)
-        bigrams = counts.bigrams_by_pmi(con, reduced, thresholds["min_bigram_count"], thresholds["min_pmi"])
+        thresholds["min_bigram_count"], thresholds["min_pmi"] = bigram_thresholds(config, reduced.tokens)
+        bigrams = counts.bigrams_by_pmi(con, reduced, thresholds["min_bigram_count"], thresholds["min_pmi"],
+                                        rule=config.bigram_rule)
         title_table, popularity = _titles(con, views, reduced.articles, config, thresholds)
         con.close()
         timings["reduce"] = round(time.time() - mark, 2)
@@ -171,7 +183,7 @@ def main(config: QueryConfig) -> dict:
         "rows": table.num_rows,
         "target_size": config.target_size,
         "metaclip_totals": build.METACLIP_TOTALS,
-        "normal_form": "NFC, whitespace runs -> one space, stripped, case kept, entries with , . ; : ? ! \" ` dropped",
+        "normal_form": "NFC, whitespace runs -> one space, stripped, case kept, entries with , . ; : ? ! ` dropped",
         "config": config.as_dict(),
         "timings": timings,
     }

@@ -1,6 +1,7 @@
 """The Ray pipeline: hand-written dumps (multistream and plain give the same list), provenance, bad input, and the real
 gensim enwiki sample end to end."""
 
+import math
 import sys
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def pages():
         P(1007, "Bank", "'''Bank''' may be:\n{{disambiguation}} [[Quantum]]"),
         P(1008, "Talk:Quantum", "quantum quantum [[Quantum]]", ns=1),
         P(1009, "Strange:Page", "quantum quantum [[Quantum]]", ns=7777),
+        P(1010, "Zeta", "Zeta Reticuli. Zeta Reticuli."),  # a rare, exclusive pair: MetaCLIP's rule keeps it
     ]
 
 
@@ -65,32 +67,34 @@ def test_multistream_dump_exact_list_and_provenance(ray_session, tmp_path, wordn
                  for s in ("unigram", "bigram", "title", "wordnet")}
     assert by_source == {
         "unigram": {"alpha", "beta", "Article", "1", "links", "here", "quantum", "chromodynamics", "see", "now", "QCD"},
-        "bigram": {"quantum chromodynamics", "see QCD", "QCD now"},
+        "bigram": {"quantum chromodynamics", "see QCD", "QCD now", "Zeta Reticuli"},
         "title": {"Article 1", "Quantum"},
         "wordnet": {"alpha", "dog", "run", "able", "a cappella"},
     }
-    assert table.num_rows == 20
+    assert table.num_rows == 21
     assert rows["alpha"]["sources"] == ["unigram", "wordnet"] and rows["alpha"]["unigram_count"] == 250
     assert rows["alpha"]["wordnet_synsets"] == ["00000001-n"]
-    # PMI by the formula: N = 250*7 + 6 + 3*3 tokens, B = 250*5 + 5 + 3*2 bigrams
-    n, b = 1765, 1261
-    import math
-
+    # MetaCLIP's PMI (NLTK, bits) by hand: N = 250*7 + 6 + 3*3 + 4 tokens; the threshold 30 drops by log2(4.5e9 / N)
+    n, b = 1769, 1263
+    assert meta["thresholds"] == {**meta["thresholds"], "bigram_rule": "metaclip", "pmi_unit": "log2",
+                                  "min_bigram_count": 1, "min_pmi": pytest.approx(30 - math.log2(4.5e9 / n))}
     assert rows["see QCD"]["bigram_count"] == 3
-    assert rows["see QCD"]["bigram_pmi"] == pytest.approx(math.log((3 / b) / ((3 / n) * (3 / n))))
+    assert rows["see QCD"]["bigram_pmi"] == pytest.approx(math.log2(3 * n / (3 * 3)))  # 9.2 >= 8.72
+    assert rows["Zeta Reticuli"]["bigram_pmi"] == pytest.approx(math.log2(2 * n / (2 * 2)))
+    assert "alpha beta" not in rows  # log2(250 n / (250 * 250)) = 2.8: frequent words are not a collocation
     # in-links: every Article page links Article 1; Quantum is reached through the QCD redirect (disambiguation,
     # talk and unknown-namespace pages do not count)
     assert rows["Article 1"]["title_popularity"] == 250 and rows["Quantum"]["title_popularity"] == 3
     assert meta["title_popularity"]["kind"] == "inlinks" and "proxy" in meta["title_popularity"]["note"]
     corpus = meta["corpus"]
-    assert (corpus["articles"], corpus["tokens"], corpus["bigrams"]) == (254, n, b)
+    assert (corpus["articles"], corpus["tokens"], corpus["bigrams"]) == (255, n, b)
     assert corpus["skipped_redirect"] == 1 and corpus["skipped_disambiguation"] == 2
     assert corpus["skipped_namespace"] == 1 and corpus["skipped_unknown_namespace"] == 1
     assert corpus["pages_read"] == len(pages())
     assert meta["thresholds"]["min_unigram_count"] == 3 and meta["thresholds"]["min_title_inlinks"] == 3
     assert meta["report"]["wordnet"]["dropped_punctuation"] == 1  # U.S.
-    assert sum(r["first"] for r in meta["report"].values()) == 20
-    assert build.read_metadata(str(tmp_path / "out" / "queries.parquet"))["rows"] == 20
+    assert sum(r["first"] for r in meta["report"].values()) == 21
+    assert build.read_metadata(str(tmp_path / "out" / "queries.parquet"))["rows"] == 21
 
     # the plain single-stream export of the same pages gives the very same list
     plain = write_plain(tmp_path / "enwiki.xml.bz2", pages())
@@ -98,6 +102,16 @@ def test_multistream_dump_exact_list_and_provenance(ray_session, tmp_path, wordn
                                            pages_per_task=40))
     assert meta_plain["inputs"]["layout"] == "single-stream" and meta_plain["corpus"]["tasks"] == 7
     assert pq.read_table(tmp_path / "p.parquet").to_pylist() == table.to_pylist()
+
+    # the ratio rule: ln p(ab)/(p(a)p(b)) >= ln 30 and a count of at least 3 (100 scaled, floored): no Zeta Reticuli
+    ratio = build_queries.main(config(tmp_path, plain, wordnet_dir, out=str(tmp_path / "r.parquet"),
+                                      bigram_rule="ratio"))
+    assert (ratio["thresholds"]["pmi_unit"], ratio["thresholds"]["min_bigram_count"]) == ("ln", 3)
+    assert ratio["thresholds"]["min_pmi"] == pytest.approx(math.log(30))
+    ratio_rows = {r["query"]: r for r in pq.read_table(tmp_path / "r.parquet").to_pylist()}
+    assert {q for q, r in ratio_rows.items() if "bigram" in r["sources"]} == {"quantum chromodynamics", "see QCD",
+                                                                              "QCD now"}
+    assert ratio_rows["see QCD"]["bigram_pmi"] == pytest.approx(math.log((3 / b) / ((3 / n) * (3 / n))))  # 6.7
 
 
 def test_pageviews_rank_titles_and_cli_with_sql_view(ray_session, tmp_path, wordnet_dir, capsys):
@@ -165,8 +179,16 @@ def test_real_gensim_sample_through_ray(ray_session, tmp_path):
     assert table.num_rows <= 500_000
     queries = table["query"].to_pylist()
     assert len(set(queries)) == len(queries)
-    rows = {r["query"]: r for r in table.to_pylist() if r["query"] in ("United States", "the", "Aristotle")}
-    assert rows["United States"]["sources"] == ["bigram", "wordnet"] and rows["United States"]["bigram_count"] > 100
+    rows = {r["query"]: r for r in table.to_pylist() if r["query"] in ("United States", "Dalai Lama", "the",
+                                                                         "Aristotle")}
+    # MetaCLIP's bigram rule keeps rare, exclusive pairs (both words seen 4 times, always together) and not frequent
+    # ones: "United States" (312 times) comes from WordNet only
+    threshold = meta["thresholds"]["min_pmi"]
+    assert threshold == pytest.approx(30 - math.log2(4.5e9 / corpus["tokens"]))
+    assert rows["Dalai Lama"]["sources"] == ["bigram", "wordnet"] and rows["Dalai Lama"]["bigram_count"] == 4
+    assert rows["Dalai Lama"]["bigram_pmi"] == pytest.approx(math.log2(4 * corpus["tokens"] / (4 * 4)))
+    assert rows["Dalai Lama"]["bigram_pmi"] >= threshold
+    assert rows["United States"]["sources"] == ["wordnet"]
     assert rows["the"]["sources"] == ["unigram"] and rows["the"]["unigram_count"] > 100_000_000
     assert rows["Aristotle"]["sources"] == ["title", "wordnet"] and rows["Aristotle"]["title_popularity"] >= 3
 
@@ -197,8 +219,8 @@ def test_script_runs_as_a_ray_job_entrypoint(tmp_path, wordnet_dir):
                            "--wiki-dump", dump, "--wordnet", wordnet_dir, "--unigram-source", "wiki",
                            "--workers", "2"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "wrote 20 queries" in done.stdout
-    assert pq.read_table(tmp_path / "q.parquet").num_rows == 20
+    assert "wrote 21 queries" in done.stdout
+    assert pq.read_table(tmp_path / "q.parquet").num_rows == 21
 
 
 @pytest.mark.slow
@@ -213,8 +235,8 @@ def test_multistream_dump_on_s3(ray_session, tmp_path, wordnet_dir, s3_env):  # 
     uri = f"s3://{server.bucket}/dumps/enwiki-multistream.xml.bz2"
     meta = build_queries.main(config(tmp_path, uri, wordnet_dir, streams_per_task=1))
     assert meta["inputs"]["wiki_index"] == uri.replace(".xml.bz2", "-index.txt.bz2")
-    assert meta["corpus"]["tasks"] == len(offsets) and meta["rows"] == 20
+    assert meta["corpus"]["tasks"] == len(offsets) and meta["rows"] == 21
     local = build_queries.main(config(tmp_path, dump, wordnet_dir, out=str(tmp_path / "local.parquet")))
     assert pq.read_table(tmp_path / "local.parquet").to_pylist() == \
         pq.read_table(tmp_path / "out" / "queries.parquet").to_pylist()
-    assert local["rows"] == 20
+    assert local["rows"] == 21

@@ -1,4 +1,5 @@
-"""The query list (PAPER.md §1): Wikipedia unigrams and high-PMI bigrams, popular article titles and WordNet lemmas.
+"""The query list of the CLIP paper (Radford et al. 2021, §2.2: 500,000 queries): Wikipedia unigrams and high-PMI
+bigrams, popular article titles and WordNet lemmas.
 
 Modules, one role each:
 - config.py          QueryConfig: thresholds from the paper / MetaCLIP, and the rule that scales them to a small corpus

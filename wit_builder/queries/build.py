@@ -6,7 +6,8 @@ source and reason. Duplicates across sources become one row whose `sources` list
 with each source's statistic in its own column:
 
   unigram_count     occurrences (in the dump, or estimated from wordfreq: metadata `unigram_source`)
-  bigram_pmi        ln p(ab)/(p(a)p(b)), and bigram_count, its occurrences in the dump
+  bigram_pmi        PMI by the bigram rule (metaclip: log2 c(ab)N/(c(a)c(b)); ratio: ln p(ab)/(p(a)p(b)); metadata
+                    `thresholds.pmi_unit`), and bigram_count, its occurrences in the dump
   title_popularity  views in the pageviews file, or in-links in the dump (metadata `title_popularity`)
   wordnet_synsets   ids `<offset>-<ss_type>` of the synsets that have the lemma
 

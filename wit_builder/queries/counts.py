@@ -4,8 +4,10 @@ A worker turns a block of pages into a PartialCounts and then into Arrow tables 
 as Parquet under a work folder (`<kind>-<part>.parquet`). reduce() sums them with DuckDB, which spills to disk past
 its memory limit, so the aggregation is not bounded by one machine's memory.
 
-PMI of a bigram (a, b), natural log:  pmi = ln( (c(ab) / B) / ((c(a) / N) * (c(b) / N)) )
-where c(.) are counts over the whole dump, N the number of tokens and B the number of bigrams (adjacent pairs).
+PMI of a bigram (a, b), with c(.) the counts over the whole dump, N the number of tokens, B the number of bigrams
+(adjacent pairs), by rule (QueryConfig.bigram_rule):
+  metaclip  pmi = log2( c(ab) * N / (c(a) * c(b)) )            NLTK's BigramAssocMeasures.pmi, as MetaCLIP scores
+  ratio     pmi = ln( (c(ab) / B) / ((c(a) / N) * (c(b) / N)) )
 """
 
 from __future__ import annotations
@@ -143,23 +145,32 @@ def unigrams_at_least(con, min_count: int) -> pa.Table:
                    params={"min": min_count}).to_arrow_table()
 
 
-def bigrams_by_pmi(con, reduced: Reduced, min_count: int, min_pmi: float) -> pa.Table:
-    """(query, count, pmi) for bigrams seen at least min_count times with pmi >= min_pmi (the module docstring)."""
+_PMI_SQL = {
+    "metaclip": "log2(b.count::DOUBLE * $N / (ua.count::DOUBLE * ub.count::DOUBLE))",
+    "ratio": "ln((b.count::DOUBLE / $B) / ((ua.count::DOUBLE / $N) * (ub.count::DOUBLE / $N)))",
+}
+
+
+def bigrams_by_pmi(con, reduced: Reduced, min_count: int, min_pmi: float, *, rule: str) -> pa.Table:
+    """(query, count, pmi) for bigrams seen at least min_count times with pmi >= min_pmi, pmi by `rule` (module
+    docstring), best first."""
     if reduced.tokens == 0 or reduced.bigram_total == 0:
         return pa.table({"query": pa.array([], pa.string()), "count": pa.array([], pa.int64()),
                          "pmi": pa.array([], pa.float64())})
+    params = {"N": reduced.tokens, "min_count": min_count, "min_pmi": min_pmi}
+    if rule == "ratio":
+        params["B"] = reduced.bigram_total
     return con.sql(
-        """
-        SELECT b.first || ' ' || b.second AS query, b.count,
-               ln((b.count::DOUBLE / $B) / ((ua.count::DOUBLE / $N) * (ub.count::DOUBLE / $N))) AS pmi
-        FROM bigram_totals b
-        JOIN unigram_totals ua ON ua.token = b.first
-        JOIN unigram_totals ub ON ub.token = b.second
-        WHERE b.count >= $min_count
-          AND ln((b.count::DOUBLE / $B) / ((ua.count::DOUBLE / $N) * (ub.count::DOUBLE / $N))) >= $min_pmi
-        ORDER BY pmi DESC, query
+        f"""
+        WITH scored AS (
+            SELECT b.first || ' ' || b.second AS query, b.count, {_PMI_SQL[rule]} AS pmi
+            FROM bigram_totals b
+            JOIN unigram_totals ua ON ua.token = b.first
+            JOIN unigram_totals ub ON ub.token = b.second
+            WHERE b.count >= $min_count)
+        SELECT * FROM scored WHERE pmi >= $min_pmi ORDER BY pmi DESC, query
         """,
-        params={"B": reduced.bigram_total, "N": reduced.tokens, "min_count": min_count, "min_pmi": min_pmi},
+        params=params,
     ).to_arrow_table()
 
 

@@ -1,11 +1,13 @@
-"""The one normal form every query is stored in, because the matcher (MetaCLIP semantics, PAPER.md §1) relies on it.
+"""The one normal form every query is stored in, because the matcher (MetaCLIP's substring rule, match/reference.py)
+relies on it.
 
 Rules, in order (docs/queries.md):
 1. Unicode NFC; `_` becomes a space only where the source says so (WordNet lemmas, titles), not here.
 2. Any run of whitespace (tabs, newlines, NBSP, ...) becomes one space; leading and trailing whitespace is stripped.
 3. Case is kept as the source wrote it: the matcher is case-sensitive, so `apple` and `Apple` are two queries.
-4. An entry holding one of the matcher's separators , . ; : ? ! " or ` is dropped (reason `punctuation`): the matcher
-   spaces those characters out of every text, so such an entry could never match.
+4. An entry holding one of the matcher's separators , . ; : ? ! or ` is dropped (reason `punctuation`): the matcher
+   spaces those characters out of every text, so such an entry could never match. The double quote is no separator
+   (MetaCLIP leaves it on its word), so `"Weird Al"` is kept and matches a caption holding `"Weird Al"`.
 5. Empty entries are dropped (reason `empty`).
 """
 
@@ -14,7 +16,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-SEPARATORS = ',.;:?!"`'
+from wit_builder.match.reference import WRAPPED
+
+SEPARATORS = "".join(WRAPPED)
 _WHITESPACE = re.compile(r"\s+")
 _HAS_SEPARATOR = re.compile("[" + re.escape(SEPARATORS) + "]")
 

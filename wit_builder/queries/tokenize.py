@@ -1,7 +1,8 @@
 """The tokenisation behind unigram and bigram counts, chosen to agree with the matcher (docs/queries.md).
 
-1. Prose is cut into segments at the matcher's separators , . ; : ? ! " ` and at newlines and brackets ()[]{}<>:
-   a bigram never spans a separator, because the matcher would never see its two words as neighbours.
+1. Prose is cut into segments at the matcher's separators , . ; : ? ! ` and at newlines, double quotes and brackets
+   ()[]{}<>: a bigram never spans them, because the matcher would never see its two words as neighbours (a quote or
+   bracket stays glued to its word in the spaced text).
 2. A token is a run of letters and digits, with single inner apostrophes or hyphens (`don't`, `well-known`,
    `O'Brien`); everything else (other punctuation, symbols) separates tokens. Case is kept.
 3. Bigrams are adjacent tokens within a segment, joined by one space.

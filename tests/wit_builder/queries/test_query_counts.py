@@ -52,32 +52,50 @@ def test_partial_counts_classify_every_page():
     assert ("sat", "the") not in partial.bigrams  # the full stop separates them
 
 
-def test_reduce_pmi_matches_the_formula(tmp_path):
-    # two workers' partials, written and reduced like the pipeline does
+def _reduced(tmp_path):
+    """Two workers' partials, written and reduced like the pipeline does; also the counts summed by hand."""
     first = counts.count_pages(pages()[:1], NS)
     second = counts.count_pages(pages()[1:], NS)
     counts.write_tables(first.to_tables(), str(tmp_path), 0)
     counts.write_tables(second.to_tables(), str(tmp_path), 1)
     con = counts.connect(str(tmp_path), "256MB")
-    reduced = counts.reduce(con)
-    unigrams = first.unigrams + second.unigrams
-    bigrams = first.bigrams + second.bigrams
+    return con, counts.reduce(con), first.unigrams + second.unigrams, first.bigrams + second.bigrams
+
+
+# the two PMIs by hand: NLTK's (MetaCLIP's) in bits with N tokens only, ours in nats with B bigrams
+HAND = {
+    "metaclip": lambda c, ca, cb, n, b: math.log2(c * n / (ca * cb)),
+    "ratio": lambda c, ca, cb, n, b: math.log((c / b) / ((ca / n) * (cb / n))),
+}
+
+
+@pytest.mark.parametrize("rule", ["metaclip", "ratio"])
+def test_reduce_pmi_matches_the_formula(tmp_path, rule):
+    con, reduced, unigrams, bigrams = _reduced(tmp_path)
     n, b = sum(unigrams.values()), sum(bigrams.values())
-    assert (reduced.tokens, reduced.bigram_total, reduced.articles) == (n, b, 2)
-    table = counts.bigrams_by_pmi(con, reduced, min_count=1, min_pmi=-100.0)
+    assert (reduced.tokens, reduced.bigram_total, reduced.articles) == (n, b, 2) == (17, 12, 2)
+    table = counts.bigrams_by_pmi(con, reduced, min_count=1, min_pmi=-100.0, rule=rule)
     got = {q: (c, p) for q, c, p in zip(*(table[k].to_pylist() for k in ("query", "count", "pmi")))}
     assert set(got) == {f"{x} {y}" for x, y in bigrams}
-    for (x, y), c in bigrams.items():
-        expected = math.log((c / b) / ((unigrams[x] / n) * (unigrams[y] / n)))
-        assert got[f"{x} {y}"][0] == c
-        assert got[f"{x} {y}"][1] == pytest.approx(expected, rel=1e-12)
-    # thresholds: count and pmi both apply
-    strict = counts.bigrams_by_pmi(con, reduced, min_count=2, min_pmi=math.log(2.0))
+    expected = {f"{x} {y}": HAND[rule](c, unigrams[x], unigrams[y], n, b) for (x, y), c in bigrams.items()}
+    for query, (count, pmi) in got.items():
+        assert count == bigrams[tuple(query.split(" "))]
+        assert pmi == pytest.approx(expected[query], rel=1e-12)
+    # thresholds: count and pmi both apply, best first
+    strict = counts.bigrams_by_pmi(con, reduced, min_count=2, min_pmi=1.0, rule=rule)
     assert strict["query"].to_pylist() == sorted(
-        (f"{x} {y}" for (x, y), c in bigrams.items()
-         if c >= 2 and math.log((c / b) / ((unigrams[x] / n) * (unigrams[y] / n))) >= math.log(2.0)),
-        key=lambda q: -got[q][1])
+        (q for q, p in expected.items() if got[q][0] >= 2 and p >= 1.0), key=lambda q: (-expected[q], q))
     assert counts.unigrams_at_least(con, 4).to_pylist() == [{"query": "the", "count": 4}]
+
+
+def test_pmi_by_hand_on_two_bigrams(tmp_path):
+    """N = 17 tokens, B = 12 bigrams; c(the) = 4, c(cat) = 2, c(the cat) = 2; c(Kitty) = 1, c(and) = 2, c(Kitty and) = 1."""
+    con, reduced, _, _ = _reduced(tmp_path)
+    for rule, the_cat, kitty_and in [("metaclip", math.log2(2 * 17 / (4 * 2)), math.log2(1 * 17 / (1 * 2))),
+                                     ("ratio", math.log((2 / 12) / ((4 / 17) * (2 / 17))),
+                                      math.log((1 / 12) / ((1 / 17) * (2 / 17))))]:
+        rows = {r["query"]: r["pmi"] for r in counts.bigrams_by_pmi(con, reduced, 1, -100.0, rule=rule).to_pylist()}
+        assert rows["the cat"] == pytest.approx(the_cat) and rows["Kitty and"] == pytest.approx(kitty_and)
 
 
 def test_inlinks_resolve_one_redirect_hop(tmp_path):
@@ -93,4 +111,4 @@ def test_empty_work_dir_reduces_to_nothing(tmp_path):
     con = counts.connect(str(tmp_path), "256MB")
     reduced = counts.reduce(con)
     assert (reduced.tokens, reduced.articles) == (0, 0)
-    assert counts.bigrams_by_pmi(con, reduced, 1, 0.0).num_rows == 0
+    assert counts.bigrams_by_pmi(con, reduced, 1, 0.0, rule="metaclip").num_rows == 0

@@ -15,6 +15,11 @@ def test_separators_and_empty_are_dropped_with_a_reason():
     assert normalize("hot-dog") == ("hot-dog", None)
 
 
+def test_separators_are_exactly_the_characters_metaclip_spaces_out():
+    assert sorted(SEPARATORS) == sorted(",.;:?!`")
+    assert normalize('"Weird Al" Yankovic') == ('"Weird Al" Yankovic', None)  # the quote stays on its word
+
+
 def test_is_normal():
     assert is_normal("New York")
     assert not is_normal("New  York")
