@@ -1,8 +1,10 @@
 """Ray Data helpers shared by the pipelines: a map stage (tasks for stateless functions, an actor pool for stateful
-ones), and map-reduce sums. Logic lives in wit_builder; these only decide where it runs."""
+ones), map-reduce sums, grouped stages, and `run_stages`, the Ray executor of a wit_builder stage list. Logic lives in
+wit_builder; these only decide where it runs."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -123,3 +125,75 @@ def cluster_cpus() -> int:
     import ray
 
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+
+class _HideWitErrors(logging.Filter):
+    """Drops Ray Data's error records whose exception is a WitError: the CLI prints that error as one line, so its
+    traceback would only bury it (Ray Data's own log files still hold everything)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pipelines.cli import find_wit_error
+
+        import sys
+
+        # the record's own exception, else the one being handled where it was logged (its preamble line)
+        exc = record.exc_info[1] if record.exc_info and record.exc_info is not True else sys.exc_info()[1]
+        return exc is None or find_wit_error(exc) is None
+
+
+def hide_wit_error_traces() -> None:
+    """Install _HideWitErrors on the Ray Data loggers that print a failed task's traceback (idempotent)."""
+    for name in ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HideWitErrors) for f in logger.filters):
+            logger.addFilter(_HideWitErrors())
+
+
+def run_stages(ds, stages, *, batch_size: int, workers: int, partitions: int):
+    """The Ray executor of a stage list (wit_builder.curate.Stage): batch stages as tasks, actor stages as an actor
+    pool of `workers`, group stages through a sort shuffle into `partitions`, sum stages as map-reduce. Rows already
+    dropped are routed around alive_only stages, as the local executor does. Returns (dataset, sums, timings)."""
+    import time
+
+    import pyarrow.compute as pc
+
+    from wit_builder.curate import stages_schema
+    from wit_builder.schema import conform
+
+    hide_wit_error_traces()
+    share = actor_cpus(cluster_cpus(), 2 * workers)
+    values: dict = {}
+    timings: dict[str, float] = {}
+    dead, empty = None, False
+    streamed: list[str] = []
+    t0 = time.perf_counter()
+    for stage in stages:
+        if stage.alive_only and dead is None:
+            ds = ds.materialize()
+            timings["+".join(["read", *streamed])] = time.perf_counter() - t0
+            dead = filter_stage(ds, lambda t: pc.is_valid(t["reason"]), batch_size=batch_size)
+            ds = filter_stage(ds, lambda t: pc.is_null(t["reason"]), batch_size=batch_size).materialize()
+            empty = ds.count() == 0
+        t1 = time.perf_counter()
+        fn = with_shared(stage.fn, **{name: shared(values[name]) for name in stage.needs})
+        if stage.kind == "sum":
+            values[stage.output] = (np.zeros(stage.length, np.int64) if empty else
+                                    sum_arrays(ds, fn, stage.length, batch_size=batch_size))
+        elif dead is not None and empty:
+            pass  # no alive rows: nothing for this stage to do
+        elif stage.kind == "actor":
+            ds = actor_stage(ds, stage.fn, batch_size=batch_size, workers=workers, num_cpus=share)
+        elif stage.kind == "group":
+            ds = grouped_stage(ds, fn, key=stage.key, partitions=partitions)
+        else:
+            ds = map_stage(ds, fn, batch_size=batch_size)
+        if dead is None:
+            streamed.append(stage.name)
+        else:
+            ds = ds.materialize()
+            timings[stage.name] = time.perf_counter() - t1
+    schema = stages_schema(stages)
+    ds = map_stage(ds, lambda t: conform(t, schema), batch_size=batch_size)
+    if dead is not None:
+        ds = map_stage(dead, lambda t: conform(t, schema), batch_size=batch_size).union(ds)
+    return ds.materialize(), values, timings

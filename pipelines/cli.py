@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import traceback
 from types import ModuleType
@@ -64,16 +65,34 @@ def invoke(run, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("wit: interrupted", file=sys.stderr)
         return 130
-    except WitError as err:
-        if debug:
-            traceback.print_exc()
-        print(f"wit: error: {err}", file=sys.stderr)
-        return 2
     except Exception as err:  # noqa: BLE001 - the front door must never dump a traceback on a user by default
         if debug:
             traceback.print_exc()
+        wit_error = find_wit_error(err)
+        if wit_error is not None:
+            print(f"wit: error: {wit_error}", file=sys.stderr)
+            return 2
         print(f"wit: error: {type(err).__name__}: {err} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
+
+
+# Ray Data appends its retry advice to a task's exception message; it says nothing about our errors.
+_RAY_RETRY_NOTE = re.compile(r"\nFailed to .+ after \d+/\d+ attempts \(total backoff.*\Z", re.DOTALL)
+
+
+def find_wit_error(err: BaseException) -> WitError | None:
+    """The WitError behind `err`: itself, or the one a Ray task raised (Ray wraps it in RayTaskError, and Ray Data
+    wraps that again and appends its retry advice), found through `cause` and the exception chain."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        cause = getattr(err, "cause", None)  # RayTaskError keeps the task's own exception here
+        if isinstance(cause, WitError):
+            return find_wit_error(cause)
+        if type(err) is WitError:  # not Ray's RayTaskError(WitError) copy, whose text is a traceback
+            return WitError(_RAY_RETRY_NOTE.sub("", str(err)))
+        err = err.__cause__ or err.__context__ or (cause if isinstance(cause, BaseException) else None)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

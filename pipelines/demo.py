@@ -113,8 +113,8 @@ def _print_summary(out, web_dir, web, result, queries, manifest, timings) -> Non
     print(f"  queries  {queries:>9,} queries   {out}/queries.parquet")
     reasons = manifest["counts"]["reasons"]
     download = manifest["counts"]["download"]
-    print(f"  curate   {reasons.get('kept', 0):>9,} pairs selected for download, "
-          f"{sum(reasons.values()) - reasons.get('kept', 0):,} filtered with a reason")
+    print(f"  curate   {reasons.get('selected', 0):>9,} pairs selected for download, "
+          f"{sum(reasons.values()) - reasons.get('selected', 0):,} filtered with a reason")
     rate = (f"{download['images_per_s']:.1f} images/s" if download.get("images_this_run")
             else "finished shards reused")
     print(f"  download {download['kept']:>9,} images in {download['shards']} shard(s), {download['failed']:,} failed "

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start = sub.add_parser("start", help="start a head node on 127.0.0.1")
     start.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="CPUs the head offers (default: all)")
     start.add_argument("--object-store-memory", type=int, default=4_000_000_000,
-                       help="bytes of shared memory for Ray's object store (default 4 GB; STACK.md)")
+                       help="bytes of shared memory for Ray's object store (default 4 GB: room for the download "
+                            "workers and two trainer processes in 24 GB)")
     start.add_argument("--port", type=int, default=6379, help="GCS port (default 6379)")
     sub.add_parser("stop", help="stop every Ray process of this user on this machine")
     sub.add_parser("status", help="show the cluster's resources")
@@ -37,7 +38,8 @@ def cli_env() -> dict[str, str]:
     from pipelines import ray_env
 
     env = ray_env.apply()
-    # Jobs resolve `python` from the raylet's PATH: put this interpreter's venv first (STACK.md pitfall 4).
+    # Jobs resolve `python` from the raylet's PATH: put this interpreter's venv first, or a job's `python` is the
+    # system one and cannot import ray.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     return env
 

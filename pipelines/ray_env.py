@@ -1,4 +1,4 @@
-"""The one place that holds the Ray settings these machines need (STACK.md §2 and §6).
+"""The one place that holds the Ray settings a single machine or laptop needs (Ray 2.60).
 
 Used by the CLI (`wit ray start`, every pipeline), the Makefile (`eval "$(wit ray env)"`) and the tests:
 - every Ray port binds loopback and clients dial 127.0.0.1 (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0);

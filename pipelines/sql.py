@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from wit_builder.sql_format import format_rows
 
     con, tables = catalog.connect(args.path)
+    note = catalog.skipped_note(args.path)
+    if note:
+        print(f"wit: {note}", file=sys.stderr)
     if args.tables or not args.query:
         query = " UNION ALL ".join(f"SELECT '{name}' AS view, count(*) AS rows FROM \"{name}\"" for name in tables)
     else:

@@ -1,20 +1,22 @@
-"""DuckDB views over the Parquet files of an output folder, so `wit sql OUT "SELECT ..."` can name tables.
+"""DuckDB views over the Parquet files of a folder, so `wit sql OUT "SELECT ..."` can name tables.
 
-TABLES maps a view name to the globs (relative to the folder) that hold its rows and the columns it must have.
-A folder gets a view for every table it holds; a single .parquet file is exposed under its stem.
+TABLES maps a view name to where its rows are (relative to the folder) and the columns it must have. A folder gets
+a view for every table it holds; a single .parquet file is exposed under its stem. A build folder's `samples` view
+reads only finished shards (wit_builder/layout.py), so a folder whose build stopped at any point stays queryable.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow.parquet as pq
 
+from wit_builder import layout
 from wit_builder.errors import WitError
-
 
 @dataclass(frozen=True)
 class Table:
@@ -22,16 +24,38 @@ class Table:
     globs: tuple[str, ...]
     required: tuple[str, ...] = ()
     doc: str = ""
+    finder: Callable[[str], list[str]] | None = None  # root -> files, instead of the globs
+
+
+def _finished_sample_tables(root: str) -> list[str]:
+    return layout.BuildFolder(root).sample_tables()
+
+
+def skipped_note(root: str) -> str | None:
+    """What the views leave out of a folder whose download did not finish (for stderr), None when nothing."""
+    if root.endswith(".parquet"):
+        return None
+    folder = layout.BuildFolder(root)
+    unfinished = folder.unfinished_shards()
+    if not unfinished:
+        return None
+    shown = ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
+    return (f"samples: skipped {len(unfinished)} unfinished shard(s) under {folder.shards} ({shown}): their download "
+            "did not finish; rerun the build to finish them")
 
 
 TABLES: tuple[Table, ...] = (
     Table("pool", ("pool.parquet", "pool/*.parquet"), ("uid", "url", "text"), "candidate (url, text) pairs"),
-    Table("queries", ("queries.parquet",), ("query",), "the query list"),
-    Table("accounting", ("accounting/*.parquet",), ("uid", "status", "reason"),
-          "one row per pool row: kept, or filtered/failed with a reason (wit build)"),
-    Table("curated", ("curated/*.parquet",), ("uid", "url", "text"), "the pairs selected for download (wit build)"),
-    Table("samples", ("shards/*.parquet",), ("uid", "key", "status"),
-          "one row per attempted download: status, error_message, sizes, sha256 (wit build)"),
+    Table("queries", ("queries.parquet",), ("query",), "the query list (wit queries)"),
+    Table("accounting", (f"{layout.ACCOUNTING}/*.parquet",), ("uid", "status", "reason"),
+          "one row per pool row: selected, kept, or filtered/failed with a reason (wit build)"),
+    Table("curated", (f"{layout.CURATED}/*.parquet",), ("uid", "url", "text"),
+          "the pairs selected for download (wit build)"),
+    Table("query_counts", (layout.QUERY_COUNTS,), ("query", "matched", "kept"),
+          "per query of the list: matched, attributed and kept pairs (wit build)"),
+    Table("samples", (f"{layout.SHARDS}/NNNNN.parquet",), ("uid", "key", "status"),
+          "one row per attempted download of a finished shard: status, error_message, sizes, sha256 (wit build)",
+          finder=_finished_sample_tables),
 )
 
 
@@ -56,6 +80,11 @@ def find_tables(root: str) -> dict[str, list[str]]:
 def _find(root: str, globber) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for table in TABLES:
+        if table.finder is not None:
+            files = table.finder(root)
+            if files:
+                found[table.name] = files
+            continue
         for pattern in table.globs:
             files = globber(f"{root}/{pattern}")
             if files:

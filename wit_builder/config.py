@@ -1,4 +1,5 @@
-"""Typed, frozen configurations whose defaults come from the paper (PAPER.md) or say why they were chosen."""
+"""Typed, frozen configurations whose defaults come from the CLIP paper (Radford et al. 2021) or say why they were
+chosen."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ class CurateConfig:
     url_col: str = "url"          # img2dataset's default column names
     text_col: str = "text"
     uid_col: str = "uid"          # used when the pool has it; otherwise uid = "<file name>:<row number>"
-    max_chars: int = 1000         # longer texts are truncated (CLIP reads 76 tokens; 1000 chars is far beyond that)
-    languages: tuple[str, ...] = ("en",)  # the paper keeps English pairs (PAPER.md §1)
+    max_chars: int = 1000         # stored captions are cut to this (CLIP reads 76 tokens); matching sees the whole text
+    languages: tuple[str, ...] = ("en",)  # the paper builds an English corpus (its query list is English)
     lang_threshold: float = 0.2   # lid.176's top score for short English captions is often 0.2-0.5 ("red apple": 0.26)
-    cap: int = 20_000             # "at most 20,000 pairs per query" (PAPER.md §1); MetaCLIP's t
+    cap: int = 20_000             # the paper: "up to 20,000 (image, text) pairs per query"; MetaCLIP's t
     balance: str = "paper"        # paper: a hard cap per attributed query; metaclip: MetaCLIP's sampling, no hard cap
     seed: int = 0                 # every random choice (dedup winner, kept set) is a keyed hash of (seed, uid)
 

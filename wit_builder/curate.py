@@ -1,16 +1,21 @@
-"""Curation on one table: read -> normalise -> language -> match -> dedup -> count -> balance, and its outputs.
+"""Curation: normalise -> language id -> match -> dedup -> count -> attribute -> balance, described once, and
+its outputs.
 
-The pure path (`curate`) composes the stage functions in one process; pipelines/build_wit.py runs the very same
-functions on Ray Data and must give identical outputs (tests/pipelines/test_build_wit.py). The outputs are:
-accounting (one row per pool row: uid, status, reason, lang, lang_score, n_queries, attributed), curated (the kept
-pairs with their queries, language and attribution), and the per-query table (matched, attributed, kept).
+`curation_stages` lists the steps in order, each a plain function over a pyarrow Table and how it may run (per
+batch, as an actor, grouped by a key, as a sum). Two executors run that one list: `run_stages` here (the pure path,
+`wit build --local`) and `pipelines._ray.run_stages` on Ray Data; tests/pipelines/test_build_wit.py keeps their outputs
+equal. The outputs (schemas in wit_builder/schema.py): accounting (one row per pool row), curated (the selected
+pairs with their queries, language and attribution), and the per-query counts (matched, attributed, kept).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import unicodedata
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,13 +29,15 @@ from wit_builder.balance.dedup import mark_duplicates
 from wit_builder.balance.metaclip import apply_metaclip
 from wit_builder.config import CurateConfig
 from wit_builder.errors import WitError
+from wit_builder.match.automaton import TokenAutomaton
 from wit_builder.match.counts import match_batch, partial_counts
+from wit_builder.pool.langid import LanguageId, identify_batch
+from wit_builder.pool.normalize import normalize_batch
+from wit_builder.pool.normalize import cut_stored_text
+from wit_builder.schema import ACCOUNTING_SCHEMA, CURATED_SCHEMA, QUERY_COUNTS_SCHEMA, READ_SCHEMA
+from wit_builder.schema import conform as schema_conform
 
 log = logging.getLogger(__name__)
-
-CURATED_COLUMNS = ("uid", "url", "text", "source", "lang", "lang_score", "queries", "attributed_query")
-ACCOUNTING_COLUMNS = ("uid", "status", "reason", "lang", "lang_score", "n_queries", "attributed_query")
-
 
 def load_queries(path: str) -> tuple[list[str], dict[str, int]]:
     """The query list from `wit queries` Parquet (column `query`) or a text file (one query per line).
@@ -74,6 +81,92 @@ def load_queries(path: str) -> tuple[list[str], dict[str, int]]:
     return list(seen), report
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One curation step: a plain function over a pyarrow Table, and how an executor may run it.
+
+    kind  batch: fn(table, **needs) -> table, on any batch of rows
+          actor: fn() -> callable(table) -> table; fn runs once per worker (it loads a model, builds an automaton)
+          group: fn(table, **needs) -> table, on tables that hold whole groups of key(table) (ints, stable across
+                 processes): one url, one attributed query
+          sum:   fn(table, **needs) -> int64 array of `length`, summed over batches into the value `output`
+    needs      names of earlier `sum` outputs passed to fn as keyword arguments
+    adds       the columns the stage appends (so an executor knows the schema without running it)
+    alive_only the stage changes nothing for rows already dropped: an executor may route them around it (they get
+               nulls in the columns it adds); once a stage is alive_only, every later one must be too
+    """
+
+    name: str
+    kind: str
+    fn: Callable
+    key: Callable | None = None
+    needs: tuple[str, ...] = ()
+    output: str | None = None
+    length: int = 0
+    adds: tuple[pa.Field, ...] = ()
+    alive_only: bool = False
+
+
+def curation_stages(queries: list[str], cfg: CurateConfig = CurateConfig(), lid=None, automaton=None) -> list[Stage]:
+    """The curation DAG, described once: normalise -> language id -> match -> dedup -> count -> attribute -> balance.
+    `lid` / `automaton`: already loaded ones to reuse (tests, benchmarks); else each worker loads its own."""
+    n = len(queries)
+    if cfg.balance == "paper":
+        balance = Stage("balance", "group", functools.partial(apply_cap, cap=cfg.cap, seed=cfg.seed),
+                        key=attributed_partition, alive_only=True)
+    else:
+        balance = Stage("balance", "batch", functools.partial(_metaclip, t=cfg.cap, seed=cfg.seed),
+                        needs=("matched",), alive_only=True)
+    return [
+        Stage("normalise", "batch", functools.partial(normalize_batch, cfg=cfg)),
+        Stage("langid", "actor", functools.partial(_language_stage, lid, cfg),
+              adds=(pa.field("lang", pa.string()), pa.field("lang_score", pa.float32()))),
+        Stage("match", "actor", functools.partial(_match_stage, automaton, queries),
+              adds=(pa.field("query_ids", pa.list_(pa.int32())),)),
+        Stage("dedup", "group", functools.partial(mark_duplicates, seed=cfg.seed), key=url_partition,
+              alive_only=True),
+        Stage("count", "sum", functools.partial(_alive_counts, n=n), output="matched", length=n, alive_only=True),
+        Stage("attribute", "batch", _attribute, needs=("matched",), adds=(pa.field("attributed", pa.int32()),),
+              alive_only=True),
+        balance,
+    ]
+
+
+def stages_schema(stages: list[Stage]) -> pa.Schema:
+    """The schema of a table after all `stages`: the pool as read, then each stage's added columns."""
+    return pa.schema([*READ_SCHEMA, *(f for s in stages for f in s.adds)])
+
+
+def _language_stage(lid, cfg: CurateConfig):
+    return functools.partial(identify_batch, lid=lid or LanguageId(), cfg=cfg)
+
+
+def _match_stage(automaton, queries: list[str]):
+    return functools.partial(match_batch, automaton=automaton or TokenAutomaton(queries))
+
+
+def _alive_counts(table: pa.Table, n: int) -> np.ndarray:
+    return partial_counts(table["query_ids"], n, pc.is_null(table["reason"]))
+
+
+def _attribute(table: pa.Table, matched: np.ndarray) -> pa.Table:
+    return add_attribution(table, matched)
+
+
+def _metaclip(table: pa.Table, matched: np.ndarray, t: int, seed: int) -> pa.Table:
+    return apply_metaclip(table, matched, t, seed)
+
+
+def url_partition(table: pa.Table) -> np.ndarray:
+    """A stable group number per url (crc32: the same in every worker process, unlike Python's str hash)."""
+    return np.fromiter((zlib.crc32(u.encode()) for u in table["url"].to_pylist()), dtype=np.int64,
+                       count=table.num_rows)
+
+
+def attributed_partition(table: pa.Table) -> np.ndarray:
+    return np.asarray(table["attributed"].fill_null(-1).to_numpy(), np.int64)
+
+
 @dataclass
 class CurateResult:
     table: pa.Table                       # every pool row with its final reason and the stage columns
@@ -81,98 +174,92 @@ class CurateResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def run_stages(table: pa.Table, stages: list[Stage]) -> tuple[pa.Table, dict, dict[str, float]]:
+    """The local executor: every stage on the whole table in this process, with the same routing of dropped rows
+    around alive_only stages as the Ray executor (pipelines/_ray.py). Returns (table, sum outputs, timings)."""
+    values: dict = {}
+    timings: dict[str, float] = {}
+    dead = None
+    for stage in stages:
+        t0 = time.perf_counter()
+        if stage.alive_only and dead is None:
+            alive = pc.is_null(table["reason"])
+            dead, table = table.filter(pc.invert(alive)), table.filter(alive)
+        needs = {name: values[name] for name in stage.needs}
+        if stage.kind == "actor":
+            table = stage.fn()(table)
+        elif stage.kind == "sum":
+            values[stage.output] = np.asarray(stage.fn(table, **needs), np.int64)
+        else:
+            table = stage.fn(table, **needs)
+        timings[stage.name] = time.perf_counter() - t0
+    if dead is not None:
+        schema = stages_schema(stages)
+        table = pa.concat_tables([schema_conform(dead, schema), schema_conform(table, schema)])
+    return table, values, timings
+
+
 def curate(pool: pa.Table, queries: list[str], cfg: CurateConfig = CurateConfig(), lid=None,
            automaton=None) -> CurateResult:
     """All curation stages on one table, in this process."""
-    from wit_builder.match.automaton import TokenAutomaton
-    from wit_builder.pool.langid import LanguageId
-    from wit_builder.pool.normalize import normalize_batch
-
-    timings: dict[str, float] = {}
-
-    def timed(name, fn, *args):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - t0
-        return out
-
-    lid = lid or timed("langid", LanguageId)
-    automaton = automaton or timed("match", TokenAutomaton, queries)
-    table = timed("normalise", normalize_batch, pool, cfg)
-    table = timed("langid", lid, table, cfg)
-    table = timed("match", match_batch, table, automaton)
-    table = timed("dedup", mark_duplicates, table, cfg.seed)
-    matched = timed("count", lambda: partial_counts(table["query_ids"], len(queries), pc.is_null(table["reason"])))
-    table = timed("balance", balance, table, matched, cfg)
-    return CurateResult(table, matched, timings)
-
-
-def balance(table: pa.Table, matched: np.ndarray, cfg: CurateConfig) -> pa.Table:
-    """Attribute every alive pair to its rarest query; then the paper's cap, or MetaCLIP's sampling."""
-    table = add_attribution(table, matched)
-    if cfg.balance == "paper":
-        return apply_cap(table, cfg.cap, cfg.seed)
-    return apply_metaclip(table, matched, cfg.cap, cfg.seed)
+    table, values, timings = run_stages(pool, curation_stages(queries, cfg, lid, automaton))
+    return CurateResult(table, values["matched"], timings)
 
 
 def accounting_table(table: pa.Table, queries: list[str]) -> pa.Table:
-    """One row per pool row: uid, status, reason, and what curation learnt about it."""
-    attributed = table["attributed"] if "attributed" in table.column_names else pa.nulls(table.num_rows, pa.int32())
-    out = pa.table({
+    """One row per pool row: uid, status, reason, and what curation learnt about it (download columns null)."""
+    return schema_conform(pa.table({
         "uid": table["uid"],
         "status": ledger.status_of(table["reason"]),
         "reason": table["reason"],
         "lang": table["lang"],
         "lang_score": table["lang_score"],
         "n_queries": pc.list_value_length(table["query_ids"]).cast(pa.int32()),
-        "attributed_query": _query_names(attributed, queries),
-    })
-    return out
+        "attributed_query": _query_names(table["attributed"], queries),
+    }), ACCOUNTING_SCHEMA)
 
 
-def curated_table(table: pa.Table, queries: list[str]) -> pa.Table:
-    """The kept pairs: what the download stage reads (url, text, uid) plus their queries, language and attribution."""
+def curated_table(table: pa.Table, queries: list[str], max_chars: int = CurateConfig.max_chars) -> pa.Table:
+    """The selected pairs: what the download stage reads (uid, url, text) plus their queries, language and
+    attribution. Texts longer than `max_chars` are cut here, for storage only (matching saw the whole text)."""
     kept = table.filter(pc.is_null(table["reason"]))
+    ids = kept["query_ids"].combine_chunks() if kept.num_rows else pa.array([], pa.list_(pa.int32()))
     names = pa.array(queries, pa.string())
-    ids = kept["query_ids"].combine_chunks() if isinstance(kept["query_ids"], pa.ChunkedArray) else kept["query_ids"]
-    if isinstance(ids, pa.ChunkedArray):
-        ids = pa.array([], pa.list_(pa.int32()))
-    query_lists = pa.ListArray.from_arrays(ids.offsets, names.take(ids.values)) if len(ids) else \
-        pa.array([], pa.list_(pa.string()))
-    return pa.table({
-        "uid": kept["uid"], "url": kept["url"], "text": kept["text"], "source": kept["source"],
+    query_lists = pa.ListArray.from_arrays(ids.offsets, names.take(ids.values))
+    text, _ = cut_stored_text(kept["text"], max_chars)
+    return schema_conform(pa.table({
+        "uid": kept["uid"], "url": kept["url"], "text": text, "source": kept["source"],
         "lang": kept["lang"], "lang_score": kept["lang_score"], "queries": query_lists,
         "attributed_query": _query_names(kept["attributed"], queries),
-    })
+    }), CURATED_SCHEMA)
 
 
-def query_counts(table: pa.Table, n: int) -> np.ndarray:
-    """Per-query counts of one table (any batch): [kept | attributed | kept_attributed], 3 x n int64; sums add up."""
+def query_counts(table: pa.Table, n: int, max_chars: int = CurateConfig.max_chars) -> np.ndarray:
+    """Per-query counts of one table (any batch): [kept | attributed | kept_attributed] plus, last, the number of
+    selected texts longer than `max_chars` (cut for storage); 3 x n + 1 int64 whose sums over batches add up."""
     kept_mask = pc.is_null(table["reason"])
+    long_texts = pc.sum(pc.and_(kept_mask, pc.greater(pc.utf8_length(table["text"]), max_chars))).as_py() or 0
     kept = partial_counts(table["query_ids"], n, kept_mask)
-    attributed = np.asarray(table["attributed"].to_numpy(), np.int64) if table.num_rows else np.zeros(0, np.int64)
-    kept_np = np.asarray(kept_mask.to_numpy(zero_copy_only=False), bool) if table.num_rows else np.zeros(0, bool)
+    attributed = np.asarray(table["attributed"].fill_null(-1).to_numpy(), np.int64)
+    kept_np = np.asarray(kept_mask.to_numpy(zero_copy_only=False), bool)
     attr = np.bincount(attributed[attributed >= 0], minlength=n)
     kept_attr = np.bincount(attributed[(attributed >= 0) & kept_np], minlength=n)
-    return np.concatenate([kept, attr, kept_attr]).astype(np.int64)
+    return np.concatenate([kept, attr, kept_attr, [long_texts]]).astype(np.int64)
 
 
-def queries_table(queries: list[str], matched: np.ndarray, table: pa.Table | None = None,
-                  counts: np.ndarray | None = None) -> pa.Table:
-    """Per query: matched (deduplicated pairs containing it), attributed, kept (kept pairs containing it),
-    kept_attributed (kept pairs attributed to it: never above the cap in paper mode). Give the curated `table`, or
-    the summed `counts` of query_counts over its batches."""
+def query_counts_table(queries: list[str], matched: np.ndarray, counts: np.ndarray) -> pa.Table:
+    """Per query: matched (deduplicated pairs containing it), attributed, kept (selected pairs containing it),
+    kept_attributed (selected pairs attributed to it: never above the cap in paper mode), from `query_counts` of the
+    curated table (summed over its batches)."""
     n = len(queries)
-    counts = query_counts(table, n) if counts is None else counts
-    kept, attributed, kept_attr = counts[:n], counts[n:2 * n], counts[2 * n:]
-    return pa.table({
+    return schema_conform(pa.table({
         "query_id": pa.array(np.arange(n, dtype=np.int32)),
         "query": pa.array(queries, pa.string()),
         "matched": pa.array(matched.astype(np.int64)),
-        "attributed": pa.array(attributed),
-        "kept": pa.array(kept),
-        "kept_attributed": pa.array(kept_attr),
-    })
+        "attributed": pa.array(counts[n:2 * n]),
+        "kept": pa.array(counts[:n]),
+        "kept_attributed": pa.array(counts[2 * n:3 * n]),
+    }), QUERY_COUNTS_SCHEMA)
 
 
 def _query_names(ids, queries: list[str]) -> pa.Array:
@@ -181,25 +268,23 @@ def _query_names(ids, queries: list[str]) -> pa.Array:
     return pa.array(queries, pa.string()).take(ids)
 
 
-def write_parquet(table: pa.Table, uri: str) -> None:
-    """Write one Parquet file through the pyarrow filesystem that storage resolves (local or s3://)."""
-    fs, path = storage.filesystem(uri)
-    parent = path.rsplit("/", 1)[0]
-    if parent:
-        fs.create_dir(parent, recursive=True)
-    pq.write_table(table, path, filesystem=fs)
+def curate_local(folder, files: list[str], queries: list[str], cfg: CurateConfig) -> dict:
+    """The pure path of `wit build --local`: read every pool file, run the stages in this process, write the
+    outputs into the BuildFolder `folder`. Returns {rows_in, timings, workers}."""
+    from wit_builder.pool.read import read_pool_file
 
-
-def distribution_head(qtable: pa.Table, k: int = 10) -> str:
-    """The k most-matched queries with matched / kept_attributed / kept, as a small text table."""
-    order = pc.sort_indices(qtable, sort_keys=[("matched", "descending"), ("query_id", "ascending")])
-    top = qtable.take(order.slice(0, k)).to_pylist()
-    width = max([len(r["query"]) for r in top] + [5])
-    lines = [f"  {'query':<{width}}  {'matched':>9}  {'attributed kept':>15}  {'kept (any)':>10}"]
-    lines += [f"  {r['query']:<{width}}  {r['matched']:>9,}  {r['kept_attributed']:>15,}  {r['kept']:>10,}" for r in top]
-    return "\n".join(lines)
-
-
-def funnel_text(reasons: dict[str, int]) -> str:
-    steps = ledger.funnel(reasons)
-    return " -> ".join(f"{name} {n:,}" for name, n in steps)
+    t0 = time.perf_counter()
+    pool = pa.concat_tables([read_pool_file(f, cfg) for f in files])
+    if pool.num_rows == 0:
+        raise WitError(f"the pool has no rows ({len(files)} file(s), all empty): check --pool")
+    read_s = time.perf_counter() - t0
+    result = curate(pool, queries, cfg)
+    t0 = time.perf_counter()
+    folder.write_table(accounting_table(result.table, queries), folder.path("accounting", "part-00000.parquet"),
+                       ACCOUNTING_SCHEMA)
+    folder.write_table(curated_table(result.table, queries, cfg.max_chars),
+                       folder.path("curated", "part-00000.parquet"), CURATED_SCHEMA)
+    counts = query_counts(result.table, len(queries), cfg.max_chars)
+    folder.write_table(query_counts_table(queries, result.matched, counts), folder.query_counts, QUERY_COUNTS_SCHEMA)
+    timings = {"read": read_s, **result.timings, "write": time.perf_counter() - t0}
+    return {"rows_in": pool.num_rows, "timings": timings, "workers": 1, "texts_cut": int(counts[-1])}

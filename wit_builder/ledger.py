@@ -1,8 +1,10 @@
-"""Every pool row's fate: kept, filtered with a reason, or failed; and the invariant that each row is accounted once.
+"""Every pool row's fate: selected, kept, filtered with a reason, or failed; and the invariant that each row is
+accounted exactly once.
 
 While curating, a row carries `reason` = null as long as it is alive; the first stage that drops it writes its reason
-and later stages leave it alone. At the end `status` is `kept` (before download: selected for download) or `filtered`.
-The download stage adds `failed` with the downloader's error.
+and later stages leave it alone. Curation ends each row `selected` (chosen for download) or `filtered`. The download
+stage turns a selected row `kept` once its image is in a finished shard, or `failed` with the downloader's error; a
+build stopped in between leaves `selected` rows, never a `kept` row without its image.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import pyarrow.compute as pc
 
 from wit_builder.errors import WitError
 
-KEPT, FILTERED, FAILED = "kept", "filtered", "failed"
+SELECTED, KEPT, FILTERED, FAILED = "selected", "kept", "filtered", "failed"
+STATUSES = (SELECTED, KEPT, FILTERED, FAILED)
 
 # reason -> what it means; the order is the order of the stages that assign them
 REASONS: dict[str, str] = {
@@ -27,13 +30,13 @@ REASONS: dict[str, str] = {
     "duplicate": "same url and text as the row chosen for that url",
     "duplicate_url": "same url as another row with a different text (one pair per url)",
     "cap": "balancing dropped it (paper: its attributed query was full; metaclip: not sampled)",
+    "deadline": "its download did not complete within --request-deadline (the error says more)",
+    "download_failed": "its download failed for another reason (the error says which)",
 }
-
-ACCOUNTING_SCHEMA = pa.schema([
-    pa.field("uid", pa.string(), nullable=False),
-    pa.field("status", pa.string(), nullable=False),
-    pa.field("reason", pa.string()),
-])
+# which statuses may carry which reasons (None: no reason)
+_FAILURE_REASONS = frozenset({"deadline", "download_failed"})
+ALLOWED = {SELECTED: {None}, KEPT: {None}, FAILED: set(_FAILURE_REASONS),
+           FILTERED: set(REASONS) - _FAILURE_REASONS}
 
 
 def drop(reason_col: pa.Array | pa.ChunkedArray, mask, reason: str) -> pa.Array:
@@ -45,29 +48,26 @@ def drop(reason_col: pa.Array | pa.ChunkedArray, mask, reason: str) -> pa.Array:
     return pc.if_else(hit, pa.scalar(reason, pa.string()), reason_col)
 
 
-def alive_mask(table: pa.Table):
-    return pc.is_null(table["reason"])
-
-
 def status_of(reason_col) -> pa.Array:
-    return pc.if_else(pc.is_null(reason_col), pa.scalar(KEPT), pa.scalar(FILTERED))
+    """Curation's status: selected for a row still alive, filtered for a row with a reason."""
+    return pc.if_else(pc.is_null(reason_col), pa.scalar(SELECTED), pa.scalar(FILTERED))
 
 
 def count_reasons(reason_col) -> dict[str, int]:
-    """{reason: rows} plus 'kept' for the null reasons, from one column (a Table column or array)."""
+    """{reason: rows} plus 'selected' for the null reasons, from one column (a Table column or array)."""
     counts = Counter()
     for row in pc.value_counts(reason_col).to_pylist():
-        counts[row["values"] if row["values"] is not None else KEPT] += row["counts"]
+        counts[row["values"] if row["values"] is not None else SELECTED] += row["counts"]
     return dict(counts)
 
 
 def funnel(reasons: dict[str, int]) -> list[tuple[str, int]]:
-    """pool -> normalised -> language -> matched -> deduplicated -> kept, from the reason counts."""
+    """pool -> normalised -> language -> matched -> deduplicated -> selected, from curation's reason counts."""
     total = sum(reasons.values())
     steps = [("pool", ())]
     steps += [("normalised", ("invalid_row", "invalid_utf8", "missing_url", "empty_text")),
               ("language", ("language",)), ("matched", ("no_match",)),
-              ("deduplicated", ("duplicate", "duplicate_url")), ("kept", ("cap",))]
+              ("deduplicated", ("duplicate", "duplicate_url")), ("selected", ("cap",))]
     out, left = [], total
     for name, dropped in steps:
         left -= sum(reasons.get(r, 0) for r in dropped)
@@ -76,16 +76,16 @@ def funnel(reasons: dict[str, int]) -> list[tuple[str, int]]:
 
 
 def assert_accounted(rows_in: int, accounting: pa.Table) -> None:
-    """Rows in == rows accounted, each uid exactly once, every row with a status and a known reason."""
+    """Rows in == rows accounted, each uid exactly once, every row with a known status and a reason that fits it."""
     n = accounting.num_rows
     if n != rows_in:
         raise WitError(f"accounting lost rows: {rows_in:,} pool rows in, {n:,} accounted")
     uids = accounting["uid"]
     if pc.count_distinct(uids).as_py() != n or uids.null_count:
         raise WitError("accounting has a uid twice or a null uid: pool uids must be unique (check the uid column)")
-    statuses = set(pc.unique(accounting["status"]).to_pylist())
-    if not statuses <= {KEPT, FILTERED, FAILED}:
-        raise WitError(f"accounting has unknown statuses {sorted(map(str, statuses - {KEPT, FILTERED, FAILED}))}")
-    bad = set(pc.unique(accounting["reason"]).to_pylist()) - set(REASONS) - {None}
-    if bad and FAILED not in statuses:
-        raise WitError(f"accounting has unknown reasons {sorted(bad)}")
+    pairs = pa.table({"s": accounting["status"], "r": accounting["reason"]}).group_by(["s", "r"]).aggregate([])
+    for status, reason in zip(pairs["s"].to_pylist(), pairs["r"].to_pylist()):
+        if status not in ALLOWED:
+            raise WitError(f"accounting has an unknown status {status!r} (known: {', '.join(STATUSES)})")
+        if reason not in ALLOWED[status]:
+            raise WitError(f"accounting has status {status!r} with reason {reason!r}, which does not fit it")

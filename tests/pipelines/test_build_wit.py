@@ -50,7 +50,7 @@ def test_ray_pipeline_equals_pure_path(tmp_path, ray_session):
     local = build_wit.main(_config(tmp_path, tmp_path / "local", local=True))
     ray_run = build_wit.main(_config(tmp_path, tmp_path / "ray", workers=2, batch_size=64))
     assert ray_run["engine"] == "ray" and local["engine"] == "local"
-    for name, key in (("accounting", "uid"), ("curated", "uid"), ("queries.parquet", "query_id")):
+    for name, key in (("accounting", "uid"), ("curated", "uid"), ("query_counts.parquet", "query_id")):
         assert _read(tmp_path / "ray", name, key) == _read(tmp_path / "local", name, key), name
     assert ray_run["counts"] == local["counts"]
     counts = local["counts"]
@@ -61,11 +61,11 @@ def test_ray_pipeline_equals_pure_path(tmp_path, ray_session):
     assert manifest["counts"]["funnel"]["pool"] == 600
 
     con, tables = catalog.connect(str(tmp_path / "ray"))
-    assert {"accounting", "curated", "queries"} <= set(tables)
+    assert {"accounting", "curated", "query_counts"} <= set(tables)
     assert con.execute("SELECT count(*) FROM accounting").fetchone()[0] == 600
-    assert con.execute("SELECT max(kept_attributed) FROM queries").fetchone()[0] <= 15
-    kept = con.execute("SELECT count(*) FROM accounting WHERE status = 'kept'").fetchone()[0]
-    assert kept == con.execute("SELECT count(*) FROM curated").fetchone()[0] == counts["reasons"]["kept"]
+    assert con.execute("SELECT max(kept_attributed) FROM query_counts").fetchone()[0] <= 15
+    kept = con.execute("SELECT count(*) FROM accounting WHERE status = 'selected'").fetchone()[0]
+    assert kept == con.execute("SELECT count(*) FROM curated").fetchone()[0] == counts["reasons"]["selected"]
 
 
 @pytest.mark.parametrize("balance", ["paper", "metaclip"])
@@ -160,6 +160,20 @@ def test_bad_input_gives_clear_errors(tmp_path, capsys):
     assert code == 2 and "--cap" in capsys.readouterr().err
 
 
+def test_a_bad_pool_on_ray_is_the_same_one_line_error_as_local(tmp_path, ray_session, capsys):
+    """A WitError raised inside a Ray Data task (the pool reader) reaches the user as the local path's line, exit 2."""
+    pq.write_table(pa.table({"link": ["u"], "text": ["t"]}), tmp_path / "bad.parquet")
+    (tmp_path / "q.txt").write_text("dog\n")
+    base = ["build", "--pool", str(tmp_path / "bad.parquet"), "--queries", str(tmp_path / "q.txt"), "--stop-after",
+            "curate"]
+    assert cli.main([*base, "--out", str(tmp_path / "local"), "--local"]) == 2
+    local = capsys.readouterr().err.strip().splitlines()[-1]
+    assert cli.main([*base, "--out", str(tmp_path / "ray")]) == 2
+    on_ray = capsys.readouterr().err.strip().splitlines()
+    assert "lacks column(s) url" in local and on_ray[-1] == local
+    assert not any("Traceback" in line or "RayTaskError" in line for line in on_ray)
+
+
 @pytest.mark.slow
 def test_demo_pool_on_ray_is_independent_of_workers(tmp_path, ray_session):
     """The real demo web and query list (`wit web build`, `wit queries`), curated on Ray with 1 and 2 workers."""
@@ -173,7 +187,7 @@ def test_demo_pool_on_ray_is_independent_of_workers(tmp_path, ray_session):
     assert _read(tmp_path / "out1", "accounting") == _read(tmp_path / "out2", "accounting")
     counts = runs[2]["counts"]
     assert counts["rows_in"] == pq.read_metadata(tmp_path / "web" / "pool.parquet").num_rows
-    assert sum(counts["reasons"].values()) == counts["rows_in"] and counts["reasons"].get("kept", 0) > 0
+    assert sum(counts["reasons"].values()) == counts["rows_in"] and counts["reasons"].get("selected", 0) > 0
 
 
 def test_empty_pool_is_a_clear_error(tmp_path, capsys):
@@ -201,5 +215,5 @@ def test_pool_and_out_on_s3(tmp_path, s3_env):
     assert manifest["counts"]["rows_in"] == 60
     assert manifest["counts"]["reasons"] == local["counts"]["reasons"]
     con, tables = catalog.connect(f"{root}/out")
-    assert {"accounting", "curated", "queries"} <= set(tables)
+    assert {"accounting", "curated", "query_counts"} <= set(tables)
     assert con.execute("SELECT count(*) FROM accounting").fetchone()[0] == 60

@@ -77,7 +77,7 @@ def test_every_pool_row_ends_filtered_kept_or_failed(web, built, capsys):
     sizes = json.loads((built / "shards" / "sizes.json").read_text())
     assert sum(sizes.values()) == len(by["kept"])
     con, tables = catalog.connect(str(built))
-    assert {"accounting", "curated", "samples", "queries"} <= set(tables)
+    assert {"accounting", "curated", "samples", "query_counts"} <= set(tables)
     samples = set(con.execute("SELECT uid, key FROM samples WHERE status = 'success'").fetchall())
     assert samples == {(r["uid"], r["key"]) for r in by["kept"]}
     curated = con.execute("SELECT count(*) FROM curated").fetchone()[0]
@@ -89,7 +89,7 @@ def test_every_pool_row_ends_filtered_kept_or_failed(web, built, capsys):
 
     manifest = json.loads((built / "manifest.json").read_text())
     d = manifest["counts"]["download"]
-    assert manifest["stage"] == "download"
+    assert manifest["finished_stage"] == "download"
     assert (d["pairs"], d["kept"], d["failed"]) == (curated, len(by["kept"]), len(by["failed"]))
     assert d["shards"] == len(sizes) == -(-curated // 8) and d["shards_reused"] == 0
     assert d["images_this_run"] == d["kept"]
@@ -140,7 +140,7 @@ def test_curate_first_then_download_then_resume_after_a_lost_shard(web, built, t
 
     assert cli.main(argv(web, out, "--stop-after", "curate")) == 0
     assert "stopped after curate" in capsys.readouterr().out and not (out / "shards").exists()
-    assert {r["status"] for r in final_rows(out)} == {"kept", "filtered"}
+    assert {r["status"] for r in final_rows(out)} == {"selected", "filtered"}
     assert cli.main(argv(web, out)) == 0
     assert "(reused from an earlier run)" in capsys.readouterr().out
     assert outcome(out) == outcome(built)
@@ -188,7 +188,7 @@ def test_full_build_into_s3(web, built, s3_env):
     out = f"s3://{s3_env.bucket}/wit"
     assert cli.main(argv(web, out)) == 0
     con, tables = catalog.connect(out)
-    assert {"accounting", "curated", "samples", "queries"} <= set(tables)
+    assert {"accounting", "curated", "samples", "query_counts"} <= set(tables)
     rows = con.execute("SELECT uid, status, reason, shard, key FROM accounting ORDER BY uid").fetchall()
     assert rows == [(r["uid"], r["status"], r["reason"], r["shard"], r["key"]) for r in final_rows(built)]
     joined = con.execute("SELECT count(*) FROM accounting a JOIN samples s USING (uid) "
@@ -230,7 +230,7 @@ def test_build_killed_mid_download_resumes_to_the_uninterrupted_outcome(image_we
     image_web.kills["build"] = 1
     crashed = subprocess.run(command(out), capture_output=True, text=True, timeout=600, start_new_session=True)
     assert crashed.returncode == -9 and [name for name, _ in image_web.killed] == ["build"]
-    assert json.loads((out / "manifest.json").read_text())["stage"] == "curate"  # the download never finished
+    assert json.loads((out / "manifest.json").read_text())["finished_stage"] == "curate"  # the download never finished
     assert sorted(p.name for p in (out / "shards").glob("*_stats.json")) == [f"0000{i}_stats.json" for i in range(3)]
     finished = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("0000[012].*")}
 

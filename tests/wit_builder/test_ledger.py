@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from wit_builder import ledger
 from wit_builder.config import CurateConfig
-from wit_builder.curate import accounting_table, curate, load_queries, queries_table
+from wit_builder.curate import accounting_table, curate, load_queries, query_counts, query_counts_table
 from wit_builder.errors import WitError
 from wit_builder.pool.langid import LanguageId
 from wit_builder.pool.read import READ_SCHEMA
@@ -38,8 +38,8 @@ def test_accounting_sums_to_the_pool(rows, cap, mode):
     reasons = ledger.count_reasons(acc["reason"])
     assert sum(reasons.values()) == pool.num_rows
     funnel = dict(ledger.funnel(reasons))
-    assert funnel["pool"] == pool.num_rows and funnel["kept"] == reasons.get("kept", 0)
-    q = queries_table(QUERIES, result.matched, result.table)
+    assert funnel["pool"] == pool.num_rows and funnel["selected"] == reasons.get("selected", 0)
+    q = query_counts_table(QUERIES, result.matched, query_counts(result.table, len(QUERIES)))
     if mode == "paper":
         assert max(q["kept_attributed"].to_pylist()) <= cap
 
@@ -53,10 +53,27 @@ def test_assert_accounted_catches_lost_and_double_rows():
         ledger.assert_accounted(2, pa.table({"uid": ["a", "a"], "status": ["kept"] * 2, "reason": [None, None]}))
 
 
+@pytest.mark.parametrize("status, reason, ok", [
+    ("selected", None, True), ("kept", None, True), ("filtered", "cap", True), ("failed", "deadline", True),
+    ("failed", "download_failed", True),
+    ("filtered", "no such reason", False), ("failed", "cap", False), ("failed", None, False),
+    ("kept", "cap", False), ("filtered", None, False), ("selected", "deadline", False), ("done", None, False),
+])
+def test_assert_accounted_checks_every_status_and_reason_even_after_a_failure(status, reason, ok):
+    """A failed row elsewhere in the table must not switch the reason check off (it once did)."""
+    acc = pa.table({"uid": ["a", "b", "c"], "status": ["failed", "filtered", status],
+                    "reason": ["download_failed", "language", reason]})
+    if ok:
+        ledger.assert_accounted(3, acc)
+    else:
+        with pytest.raises(WitError, match="status"):
+            ledger.assert_accounted(3, acc)
+
+
 def test_funnel_order():
-    steps = ledger.funnel({"kept": 2, "empty_text": 1, "language": 3, "no_match": 4, "duplicate": 1, "cap": 5})
+    steps = ledger.funnel({"selected": 2, "empty_text": 1, "language": 3, "no_match": 4, "duplicate": 1, "cap": 5})
     assert steps == [("pool", 16), ("normalised", 15), ("language", 12), ("matched", 8), ("deduplicated", 7),
-                     ("kept", 2)]
+                     ("selected", 2)]
 
 
 def test_query_list_skips_empty_and_duplicate_entries(tmp_path):

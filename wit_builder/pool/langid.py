@@ -2,7 +2,8 @@
 
 Each alive row gets `lang` (ISO code, e.g. en) and `lang_score` (the model's top probability); a row whose top
 language is not in `languages`, or whose score is below `lang_threshold`, is dropped with reason `language`.
-fasttext-predict's list predict is broken (STACK.md), so texts are predicted one string at a time.
+fasttext-predict 0.9.2.4's list predict is broken (it returns labels without scores), so texts are predicted one
+string at a time.
 """
 
 from __future__ import annotations

@@ -23,12 +23,11 @@ import pyarrow.parquet as pq
 from wit_builder import storage
 from wit_builder.config import CurateConfig
 from wit_builder.errors import WitError
+from wit_builder.schema import READ_SCHEMA
 
 log = logging.getLogger(__name__)
 
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
-READ_SCHEMA = pa.schema([("uid", pa.string()), ("url", pa.string()), ("text", pa.string()),
-                         ("source", pa.string()), ("reason", pa.string())])
 
 
 def pool_format(path: str) -> str:

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wit_builder import schema
 from wit_builder.errors import WitError
 from wit_builder.paths import cache_dir, debian_path
 from wit_builder.web import noise, sources
@@ -28,11 +29,8 @@ BUILDER_VERSION = 2          # bump when the builder's output changes, so old we
 POOL_FILE = "pool.parquet"
 META_FILE = "web.json"
 
-POOL_SCHEMA = pa.schema([
-    pa.field("uid", pa.string(), nullable=False),
-    pa.field("url", pa.string()),
-    pa.field("text", pa.string()),
-    pa.field("source", pa.string()),
+POOL_SCHEMA = pa.schema([  # the pool contract (wit_builder/schema.py), then what the demo web knows about each pair
+    *schema.POOL_SCHEMA,
     pa.field("collection", pa.string()),
     pa.field("image", pa.string()),      # the published file behind the URL (relative to DIR), even for dead links
     pa.field("category", pa.string()),
