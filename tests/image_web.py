@@ -1,13 +1,17 @@
 """A loopback image web for the download and build tests: generated images, dead links, non-images, truncated and
-bomb PNGs, a slow route, flaky 503s, X-Robots-Tag, redirects (to allowed and to refused places) and a route that
-kills the process fetching it (to crash a download worker or a whole build on cue). Every request is recorded, so
-tests can assert what reached the server. The session fixture `image_web` is shared through tests/conftest.py."""
+bomb PNGs, a slow route, flaky 503s, X-Robots-Tag, redirects (to allowed and to refused places), a route that
+kills the process fetching it (to crash a download worker or a whole build on cue), and servers that never finish:
+a body or headers dripping a byte per second, a connection accepted and never answered, a body that stalls half way
+and a redirect chain of slow hops (DEADLINE_ROUTES). Every request is recorded, so tests can assert what reached the
+server, and `held` records how long each never-finishing route was held open by its client. The session fixture
+`image_web` is shared through tests/conftest.py."""
 
 from __future__ import annotations
 
 import io
 import os
 import re
+import select
 import signal
 import struct
 import sys
@@ -21,6 +25,11 @@ import pytest
 from PIL import Image
 
 SLOW_SECONDS = 8.0  # > 2 attempts x the tests' 3 s timeout
+HOLD_SECONDS = 60.0  # the never-finishing routes give up after this long (a client cut off sooner by its deadline)
+HOP_SECONDS = 0.8  # each /slow-hop/N waits this long, then redirects to N-1 (N=0 serves an image)
+# routes that never complete a response, each in its own way; a socket timeout longer than HOP_SECONDS cuts off
+# /silent.png and /stall-body.png but none of the others (only a deadline bounds a drip or a chain of slow hops)
+DEADLINE_ROUTES = ("/drip-body.png", "/drip-headers.png", "/silent.png", "/stall-body.png", "/slow-hop/4")
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -69,6 +78,7 @@ class ImageWeb:
         self.kills: dict[str, int] = {}
         self.killed: list[tuple[str, int]] = []
         self.hooks: dict = {}
+        self.held: dict[str, float] = {}  # never-finishing route -> seconds until its client went away
         self.lock = threading.Lock()
 
     def url(self, path: str) -> str:
@@ -81,6 +91,7 @@ class ImageWeb:
             self.kills.clear()
             self.killed.clear()
             self.hooks.clear()
+            self.held.clear()
 
     def take_kill(self, name: str) -> bool:
         with self.lock:
@@ -135,6 +146,23 @@ def _handler(web_ref: list):
             self.end_headers()
             self.wfile.write(body)
 
+        def hold(self, drip: bytes = b""):
+            """Send `drip` one byte per second, over and over (or nothing), until the client goes away or
+            HOLD_SECONDS pass; record in web.held how long that took."""
+            start, sent = time.monotonic(), 0
+            try:
+                while time.monotonic() - start < HOLD_SECONDS:
+                    if drip:
+                        self.wfile.write(drip[sent % len(drip):][:1])
+                        sent += 1
+                    if select.select([self.connection], [], [], 1.0)[0] and not self.connection.recv(1):
+                        break  # end of stream: the client shut its socket
+            except OSError:  # reset by the client
+                pass
+            with web_ref[0].lock:
+                web_ref[0].held[self.path] = time.monotonic() - start
+            self.close_connection = True
+
         def do_GET(self):  # noqa: N802 - http.server's naming
             web: ImageWeb = web_ref[0]
             path = self.path
@@ -173,6 +201,31 @@ def _handler(web_ref: list):
                 return self.send(200, declared_png(30000, 30000))
             if path.startswith("/bigarea"):  # 7000 x 7000 = 49 Mpx: under Pillow's threshold, over our 40 Mpx
                 return self.send(200, declared_png(7000, 7000))
+            if path.startswith("/drip-body"):  # headers at once, then a body of a byte per second, without end
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.end_headers()
+                return self.hold(make_image(300, 300, "png", 6))
+            if path.startswith("/drip-headers"):  # the status line and headers a byte per second, without end
+                return self.hold(b"HTTP/1.0 200 OK\r\nContent-Type: image/png\r\nX-Drip: " + b"a" * 10_000)
+            if path.startswith("/silent"):  # accepts, reads the request, never answers
+                return self.hold()
+            if path.startswith("/stall-body"):  # half the declared body, then nothing
+                data = make_image(300, 300, "png", 8)
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                return self.hold()
+            hop = re.match(r"^/slow-hop/(\d+)$", path)
+            if hop:
+                time.sleep(HOP_SECONDS)
+                if int(hop[1]) == 0:
+                    return self.send(200, make_image(310, 300, "png", 12))
+                return self.send(302, b"", "text/plain", {"Location": f"/slow-hop/{int(hop[1]) - 1}"})
+            if path.startswith("/warn-bomb"):  # 10000 x 10000: Pillow warns (DecompressionBombWarning), ours refuses
+                return self.send(200, declared_png(10000, 10000))
             if path.startswith("/slow"):
                 time.sleep(SLOW_SECONDS)
                 return self.send(200, make_image(300, 300, "png", 3))
