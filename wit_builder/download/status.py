@@ -1,5 +1,6 @@
 """img2dataset's per-shard Parquet (one row per attempted pair, failures included) turned into accounting rows:
-uid, status (kept | failed), error, shard, key; and the check that every input pair is accounted exactly once."""
+uid, status (kept | failed), reason (why failed), error, shard, key; and the check that every input pair is
+accounted exactly once."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from wit_builder import storage
+from wit_builder.download.policy import DEADLINE_ERROR
 from wit_builder.errors import WitError
+
+DEADLINE = "deadline"  # reason of a pair whose request missed request_deadline (error starts with DEADLINE_ERROR)
+DOWNLOAD_FAILED = "download_failed"  # reason of any other failed pair (404, refused, not an image, too large, ...)
 
 ACCOUNTING_SCHEMA = pa.schema([
     ("uid", pa.string()),
     ("status", pa.string()),  # kept | failed
+    ("reason", pa.string()),  # null when kept; DEADLINE | DOWNLOAD_FAILED when failed
     ("error", pa.string()),  # img2dataset's error_message (null when kept)
     ("stage", pa.string()),  # img2dataset's status: success | failed_to_download | failed_to_resize
     ("shard", pa.string()),  # NNNNN.tar the pair belongs to (its sample is in it only when kept)
@@ -54,9 +60,13 @@ def read_shard_status(path: str) -> pa.Table:
     shard = path.rsplit("/", 1)[-1][: -len(".parquet")] + ".tar"
     n = table.num_rows
     kept = pc.equal(table.column("status"), "success")
+    error = table.column("error_message")
+    deadline = pc.fill_null(pc.starts_with(error, DEADLINE_ERROR), False)
+    reason = pc.if_else(kept, pa.scalar(None, pa.string()), pc.if_else(deadline, DEADLINE, DOWNLOAD_FAILED))
     return pa.table({
         "uid": table.column("uid").cast(pa.string()),
         "status": pc.if_else(kept, "kept", "failed"),
+        "reason": reason,
         "error": pc.if_else(kept, pa.scalar(None, pa.string()), table.column("error_message")),
         "stage": table.column("status"),
         "shard": pa.array([shard] * n, pa.string()),

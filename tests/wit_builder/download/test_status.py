@@ -58,3 +58,18 @@ def test_error_groups_drop_per_pair_details():
     assert rows == [("<urlopen error [Errno 111] Connection refused>", 1), ("HTTP Error 404: Not Found", 1),
                     ("image area too large (N px)", 1), ("image area too large (W x H)", 2),
                     ("redirect to URL refused: ADDRESS is a private address", 2)]
+
+
+def test_reason_column_names_deadline_misses(tmp_path):
+    from wit_builder.download.status import DEADLINE, DOWNLOAD_FAILED
+
+    write_shard(tmp_path, "00000", [
+        ("a", "000000000", "success", None, 256, 300, "ab"),
+        ("b", "000000001", "failed_to_download", "deadline exceeded: no complete response within 30 s",
+         None, None, None),
+        ("c", "000000002", "failed_to_download", "timed out", None, None, None),
+        ("d", "000000003", "failed_to_resize", "image area too large (1 x 1)", None, None, None),
+    ])
+    reasons = [(r["uid"], r["reason"]) for r in read_status(str(tmp_path)).to_pylist()]
+    assert reasons == [("a", None), ("b", DEADLINE), ("c", DOWNLOAD_FAILED), ("d", DOWNLOAD_FAILED)]
+    assert (DEADLINE, DOWNLOAD_FAILED) == ("deadline", "download_failed")
