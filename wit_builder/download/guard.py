@@ -1,13 +1,17 @@
 """Refuse an image by its declared size before anything decodes it: a decompression bomb (a few MB of PNG that
-declares 16000x14464 px) otherwise takes a worker to 16+ GB inside img2dataset's resizer (STACK.md §3).
+declares 16000x14464 px) otherwise takes a worker to 16+ GB inside img2dataset's resizer, which composites alpha in
+float64 before it checks any size of its own.
 
-Pillow's `Image.open` reads only the header, so the check costs microseconds and allocates nothing.
+Pillow's `Image.open` reads only the header, so the check costs microseconds and allocates nothing. Between
+MAX_IMAGE_PIXELS and twice that Pillow warns (DecompressionBombWarning) instead of raising; the guard refuses those
+images itself, so it silences that warning here, where it is handled (otherwise every worker prints it).
 """
 
 from __future__ import annotations
 
 import io
 import re
+import warnings
 
 from PIL import Image
 
@@ -20,8 +24,10 @@ def header_size(data: bytes | io.BytesIO) -> tuple[int, int]:
     stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
     position = stream.tell()
     try:
-        with Image.open(stream) as image:
-            return image.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the area is checked by check_image
+            with Image.open(stream) as image:
+                return image.size
     except Image.DecompressionBombError as err:  # Pillow's own limit (2 x MAX_IMAGE_PIXELS) fired first
         pixels = re.search(r"\((\d+) pixels\)", str(err))
         raise ValueError(f"image area too large ({pixels.group(1) + ' px' if pixels else err})") from err

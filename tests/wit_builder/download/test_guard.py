@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import resource
 
+import pytest
+
 from image_web import declared_png, make_image
 from wit_builder.download.guard import GuardedResizer, check_image, header_size
 
@@ -40,3 +42,20 @@ def test_guarded_resizer_passes_good_images_to_the_resizer():
     img, width, height, original_width, original_height, error = guarded(io.BytesIO(make_image(600, 400, "jpg")))
     assert error is None and (width, height, original_width, original_height) == (384, 256, 600, 400)
     assert guarded(io.BytesIO(declared_png(7000, 7000)))[-1] == "image area too large (7000 x 7000)"
+
+
+def test_pillow_bomb_warning_is_silenced_and_the_image_refused():
+    """10000 x 10000 is past Pillow's MAX_IMAGE_PIXELS (a DecompressionBombWarning, printed by every worker) but under
+    its error threshold: the guard refuses it itself, and no warning escapes."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert check_image(declared_png(10000, 10000)) == "image area too large (10000 x 10000)"
+        guarded = GuardedResizer(lambda *_: pytest.fail("decoded"))
+        assert guarded(io.BytesIO(declared_png(10000, 10000)))[-1] == "image area too large (10000 x 10000)"
+        warnings.warn("still on", UserWarning)  # the filters outside the guard are untouched
+    assert [w.category for w in caught] == [UserWarning]
+    assert not any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)
