@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 
 import pyarrow as pa
 import pytest
@@ -178,3 +179,42 @@ def test_s3_endpoint_lost_mid_download_fails_clearly_and_rerun_resumes(image_web
         assert {p: fs.get_file_info(f"{path}/{p}").mtime for p in finished} == finished
     finally:
         s3_server.stop(server)
+
+
+def test_stuck_shard_is_stopped_reported_and_retried(tmp_path, capfd):
+    """Shard 1 hangs on its first attempt: past the shard time limit every pool worker is killed, the shard is
+    reported and retried; the download ends as if nothing happened."""
+    from stuck_downloader import StuckDownloader
+
+    start = time.monotonic()
+    distribute.process_distributor(2, StuckDownloader(tmp_path, {1: 1}), iter([(i, "x") for i in range(3)]), None,
+                                   max_shard_retry=1, shard_timeout=4)
+    assert time.monotonic() - start < 2 * 4 + 10  # two attempts' limits, plus starting fresh workers
+    assert attempts(tmp_path, 1) == 2 and attempts(tmp_path, 0) >= 1 and attempts(tmp_path, 2) >= 1
+    assert "shard 00001: did not finish within 4 s (stuck worker?)" in capfd.readouterr().err
+    assert not [c for c in multiprocessing.active_children() if c.is_alive()]
+
+
+def test_shard_stuck_on_every_attempt_fails_clearly(tmp_path):
+    from stuck_downloader import StuckDownloader
+
+    with pytest.raises(distribute.ShardsFailed) as err:
+        distribute.process_distributor(1, StuckDownloader(tmp_path, {0: 5}), iter([(0, "x")]), None,
+                                       max_shard_retry=1, shard_timeout=3)
+    assert err.value.failures == {0: "did not finish within 3 s (stuck worker?)"}
+    assert attempts(tmp_path, 0) == 2
+    assert not [c for c in multiprocessing.active_children() if c.is_alive()]
+
+
+@pytest.mark.slow
+def test_ray_stuck_task_is_cancelled_and_retried(tmp_path, ray_session, capfd):
+    import stuck_downloader
+
+    ray_session.cloudpickle.register_pickle_by_value(stuck_downloader)
+    downloader = stuck_downloader.StuckDownloader(tmp_path, {1: 1, 2: 5})
+    with pytest.raises(distribute.ShardsFailed) as err:
+        distribute.ray_distributor(2, downloader, iter([(i, "x") for i in range(3)]), None, max_shard_retry=1,
+                                   shard_timeout=5)
+    assert err.value.failures == {2: "did not finish within 5 s (stuck worker?)"}
+    assert [attempts(tmp_path, s) for s in range(3)] == [1, 2, 2]
+    assert "shard 00001: did not finish within 5 s (stuck worker?)" in capfd.readouterr().err
