@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from bench_match import synthetic_queries
     from wit_builder.config import BuildConfig, CurateConfig
-    from wit_builder.curate import accounting_table, curated_table, load_queries, queries_table, write_parquet
+    from wit_builder.curate import curation_stages, load_queries
     from wit_builder.match.automaton import TokenAutomaton
     from wit_builder.pool.langid import LanguageId
     from wit_builder.pool.read import list_pool_files, read_pool_file
@@ -84,13 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     queries, _ = load_queries(queries_path)
     cfg = CurateConfig()
 
-    # 1. one process, stage by stage (CPU seconds of this process = one core)
-    from wit_builder.balance.cap import add_attribution, apply_cap
-    from wit_builder.balance.dedup import mark_duplicates
-    from wit_builder.match.counts import match_batch, partial_counts
-    from wit_builder.pool.normalize import normalize_batch
-    import pyarrow.compute as pc
-
+    # 1. one process, stage by stage (CPU seconds of this process = one core), the stage list the build runs
     stages: dict[str, float] = {}
 
     def timed(name, fn, *a):
@@ -103,17 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     rows = table.num_rows
     lid = timed("langid model load", LanguageId)
     auto = timed("automaton build", TokenAutomaton, queries)
-    table = timed("normalise", normalize_batch, table, cfg)
-    table = timed("langid", lid, table, cfg)
-    table = timed("match", match_batch, table, auto)
-    table = timed("aggregate (dedup, count, balance)", mark_duplicates, table, cfg.seed)
-    matched = timed("aggregate (dedup, count, balance)",
-                    lambda: partial_counts(table["query_ids"], len(queries), pc.is_null(table["reason"])))
-    table = timed("aggregate (dedup, count, balance)", lambda: apply_cap(add_attribution(table, matched), cfg.cap))
-    out = os.path.join(work, "local")
-    timed("write", lambda: (write_parquet(accounting_table(table, queries), f"{out}/accounting/p.parquet"),
-                            write_parquet(curated_table(table, queries), f"{out}/curated/p.parquet"),
-                            write_parquet(queries_table(queries, matched, table), f"{out}/queries.parquet")))
+    values: dict = {}
+    dead = None
+    for stage in curation_stages(queries, cfg, lid=lid, automaton=auto):
+        if stage.alive_only and dead is None:
+            dead = table.filter(pc.is_valid(table["reason"]))
+            table = table.filter(pc.is_null(table["reason"]))
+        needs = {k: values[k] for k in stage.needs}
+        if stage.kind == "actor":
+            table = timed(stage.name, lambda: stage.fn()(table))
+        elif stage.kind == "sum":
+            values[stage.output] = timed(stage.name, lambda: stage.fn(table, **needs))
+        else:
+            table = timed(stage.name, lambda: stage.fn(table, **needs))
     total = sum(stages.values())
     print(f"pool: {rows:,} rows ({pool}); queries: {len(queries):,}\n")
     print("| stage (one process) | CPU s | share | rows / CPU-s |")
@@ -127,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines import build_wit, ray_env
 
     ray_env.init_local(num_cpus=2, log_to_driver=False)
-    print("\n| Ray workers | wall s | pool rows/s | read+normalise+langid+match s | dedup s | count s | balance s | "
-          "write s | kept |")
+    print("\n| Ray workers | wall s | pool rows/s | read+normalise+langid+match s | dedup s | count s | "
+          "attribute+balance s | write s | selected |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     kept_sets = []
     for w in args.workers:
@@ -138,15 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         manifest = build_wit.main(bcfg)
         wall = time.perf_counter() - t0
         t = manifest["timings_s"]
-        kept = manifest["counts"]["reasons"].get("kept", 0)
+        kept = manifest["counts"]["reasons"].get("selected", 0)
         import pyarrow.parquet as pq
 
         kept_sets.append(set(pq.ParquetDataset(os.path.join(work, f"ray{w}", "curated")).read(columns=["uid"])["uid"]
                              .to_pylist()))
         print(f"| {w} | {wall:.1f} | {rows / wall:,.0f} | {t['read+normalise+langid+match']:.1f} | {t['dedup']:.1f} | "
-              f"{t['count']:.1f} | {t['balance']:.1f} | {t['write']:.1f} | {kept:,} |")
+              f"{t['count']:.1f} | {t['attribute'] + t['balance']:.1f} | {t['write']:.1f} | {kept:,} |")
     same = all(k == kept_sets[0] for k in kept_sets)
-    print(f"\nkept set identical across worker counts: {same}")
+    print(f"\nselected set identical across worker counts: {same}")
     return 0 if same else 1
 
 
