@@ -36,7 +36,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cannot take the others down). Without it, every module is imported for `wit --help`."""
     parser = argparse.ArgumentParser(
         prog="wit",
-        description="Build a WIT-like image-text corpus, train CLIP on it, and evaluate it with a contamination report.",
+        description="Build a WIT-like image-text corpus as in the CLIP paper: the query list, curation of a candidate "
+                    "pool, the download into WebDataset shards, and SQL over every table.",
         parents=[_common()],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
