@@ -21,6 +21,7 @@ from pipelines import build_wit, cli
 from wit_builder import catalog
 from wit_builder.config import BuildConfig, CurateConfig
 from wit_builder.download.img2dataset_job import DownloadConfig
+from wit_builder.layout import BuildFolder
 from wit_builder.web.build import WebConfig, build_web
 from wit_builder.web.serve import serving
 from ports import free_port
@@ -199,7 +200,7 @@ def test_full_build_into_s3(web, built, s3_env):
 
 
 @pytest.mark.slow
-def test_build_killed_mid_download_resumes_to_the_uninterrupted_outcome(image_web, tmp_path):
+def test_build_killed_mid_download_resumes_to_the_uninterrupted_outcome(image_web, tmp_path, capsys):
     """A real crash: the image web kills the whole `wit build` process group (driver, download worker, logger) when
     the last shard fetches a marked URL. Rerunning the same command reuses curation and the finished shards, redoes
     the rest, and ends with exactly the accounting of an uninterrupted build."""
@@ -233,9 +234,48 @@ def test_build_killed_mid_download_resumes_to_the_uninterrupted_outcome(image_we
     assert json.loads((out / "manifest.json").read_text())["finished_stage"] == "curate"  # the download never finished
     assert sorted(p.name for p in (out / "shards").glob("*_stats.json")) == [f"0000{i}_stats.json" for i in range(3)]
     finished = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("0000[012].*")}
+    # the stopped folder answers `wit sql`, and no row claims an image that is in no finished shard
+    assert cli.main(["sql", str(out), "SELECT status, count(*) AS n FROM accounting GROUP BY 1", "--format",
+                     "json"]) == 0
+    captured = capsys.readouterr()
+    assert {r["status"]: r["n"] for r in json.loads(captured.out)} == {"selected": n}
+    unfinished = BuildFolder(str(out)).unfinished_shards()
+    assert unfinished == ["00003"] or not unfinished  # killed while shard 00003 was being written, or before
+    assert ("skipped 1 unfinished shard(s)" in captured.err) == bool(unfinished)
+    assert cli.main(["sql", str(out), "SELECT count(*) AS n FROM samples", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [{"n": 24}]  # the three finished shards of 8
 
     resumed = subprocess.run(command(out), capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "(reused from an earlier run)" in resumed.stdout and "3 finished shard(s) reused" in resumed.stdout
     assert {p: (out / "shards" / p).stat().st_mtime_ns for p in finished} == finished
     assert outcome(out) == outcome(reference)
+
+
+def test_misbehaving_servers_cannot_hold_a_build(image_web, tmp_path, capsys):
+    """Servers that drip a body or headers, never answer, stall mid-body or redirect through slow hops: with
+    --request-deadline 2 the build ends within a bound stated from that deadline, each such pair `failed` with
+    reason `deadline`, every good pair kept."""
+    from image_web import DEADLINE_ROUTES
+
+    deadline, n_good = 2.0, 6
+    urls = [image_web.url(f"/img/{220 + i}x{200 + i}-{i}.jpg") for i in range(n_good)]
+    urls += [image_web.url(route) for route in DEADLINE_ROUTES]
+    pool = pa.table({"uid": [f"d{i:02d}" for i in range(len(urls))], "url": urls,
+                     "text": [f"a photo of a {WORDS[i]} by the lake" for i in range(len(urls))]})
+    pq.write_table(pool, tmp_path / "pool.parquet")
+    (tmp_path / "queries.txt").write_text("\n".join(WORDS) + "\n")
+    argv = ["build", "--pool", str(tmp_path / "pool.parquet"), "--queries", str(tmp_path / "queries.txt"),
+            "--out", str(tmp_path / "out"), "--local", "--allow-hosts", image_web.allow, "--processes", "1",
+            "--threads", "16", "--timeout", "5", "--retries", "1", "--request-deadline", str(deadline)]
+    assert cli.main(argv) == 0
+    assert "deadline: deadline exceeded" in capsys.readouterr().out  # the failure table names the reason
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    # one wave of fetches (16 threads >= 11 pairs): every pair is done within its deadline; 10x leaves room for
+    # decoding, writing and process start on a loaded machine, and is still far below any drip's length (60 s)
+    assert manifest["timings_s"]["download"] < 10 * deadline
+    rows = {r["uid"]: r for r in final_rows(tmp_path / "out")}
+    for i, route in enumerate(DEADLINE_ROUTES):
+        row = rows[f"d{n_good + i:02d}"]
+        assert (row["status"], row["reason"]) == ("failed", "deadline"), (route, row["error"])
+    assert [rows[f"d{i:02d}"]["status"] for i in range(n_good)] == ["kept"] * n_good
