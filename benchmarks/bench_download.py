@@ -7,7 +7,8 @@ Images: the Open Clip Art PNGs of the demo web when installed ($WIT_CACHE/debian
 files over 1 MB or 40 Mpx are left out so that both runs do the same work), else generated JPEG/PNG images. They
 are served by a ThreadingHTTPServer on 127.0.0.1 in its own process. Each run is a fresh Python process:
 - img2dataset: `img2dataset.download()` with exactly the kwargs our stage passes (img2dataset_kwargs), no hooks;
-- ours: `download_shards()` (address policy, size guard, sha256 of stored bytes, accounting, sizes.json);
+- ours: `download_shards()` (address policy, request deadline, size guard, sha256 of stored bytes, accounting,
+  sizes.json, shard time limit);
 - ours-ray (--ray): the same with distributor="ray" on a local 2-CPU Ray started before the clock starts.
 images/s = successes / seconds inside the download call; peak RSS = the largest sum of VmRSS over the run's process
 tree (sampled every 50 ms from /proc), plus the largest single process. CPU-ms/image = user+sys CPU time of the run's

@@ -3,6 +3,8 @@ in the bucket, every pair is accounted, and the shards read back from S3 with th
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from test_img2dataset_job import TEST_CONFIG, curated
@@ -15,7 +17,9 @@ from wit_builder.download.img2dataset_job import DownloadConfig, download_shards
 def test_download_to_s3(image_web, s3_env):
     table, expected = curated(image_web)
     out = f"s3://{s3_env.bucket}/run1/shards"
+    environ = dict(os.environ)
     accounting = download_shards(table, out, DownloadConfig(allow_hosts=(image_web.allow,), **TEST_CONFIG))
+    assert dict(os.environ) == environ  # the AWS_* exported for img2dataset's workers are put back
     assert {r["uid"]: r["status"] for r in accounting.to_pylist()} == {u: s for u, (s, _) in expected.items()}
     names = [p.rsplit("/", 1)[-1] for p in storage.listdir(out)]
     assert names == ["00000.parquet", "00000.tar", "00000_stats.json", "00001.parquet", "00001.tar",
