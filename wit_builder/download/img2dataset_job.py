@@ -399,6 +399,8 @@ def download_shards(pairs: pa.Table, out: str, config: DownloadConfig = Download
         AddressPolicy.from_allow_hosts(config.allow_hosts)
     except ValueError as err:
         raise WitError(f"{err}: give --allow-hosts as HOST[:PORT],... e.g. 127.0.0.1:8777") from err
+    if not config.request_deadline > 0:
+        raise WitError(f"--request-deadline must be a positive number of seconds, not {config.request_deadline}")
     if extra_columns is None:
         extra_columns = tuple(c for c in pairs.column_names if c not in REQUIRED_COLUMNS)
     out = out.rstrip("/")

@@ -179,3 +179,11 @@ def test_download_cuts_never_finishing_pairs_and_keeps_the_good_ones(image_web, 
     bomb = rows["/warn-bomb.png"]
     assert (bomb["status"], bomb["reason"], bomb["error"]) == ("failed", status.DOWNLOAD_FAILED,
                                                                 "image area too large (10000 x 10000)")
+
+
+def test_deadline_must_be_positive(tmp_path):
+    from wit_builder.errors import WitError
+
+    table = pa.table({"uid": ["a"], "url": ["http://x/a.png"], "text": ["t"]})
+    with pytest.raises(WitError, match="--request-deadline must be a positive number of seconds, not 0"):
+        download_shards(table, str(tmp_path / "s"), DownloadConfig(request_deadline=0))
