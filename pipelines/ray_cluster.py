@@ -78,6 +78,13 @@ def start_head(num_cpus: int | None = None, object_store_memory: int = 4_000_000
 
 
 def stop_head() -> str:
+    """`ray stop`, after this process lets go of the cluster: Ray's autoscaler monitor answers SIGTERM by publishing
+    its stack trace to every connected driver, so a driver still connected here would print that traceback."""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
     return _ray("stop")
 
 

@@ -33,6 +33,9 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     statuses = dict(con.execute(f"SELECT status, count(*) FROM '{build}/accounting/*.parquet' GROUP BY 1").fetchall())
     assert sum(statuses.values()) == pool_rows and statuses["kept"] == manifest["counts"]["download"]["kept"] > 0
     assert f"download {manifest['counts']['download']['kept']:>9,} images" in first.stdout
+    output = first.stdout + first.stderr  # a quiet log: no warning floods, no traceback from stopping the head
+    assert "Terminated with signal" not in output and "Traceback" not in output
+    assert "DecompressionBombWarning" not in output
 
     second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
