@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - PyTorch's own spelling
 from torch import nn
 
 from trainer.config import ModelConfig, get_config
@@ -82,8 +82,8 @@ class CLIP(nn.Module):
         return F.normalize(x, dim=-1) if normalize else x
 
     def logit_scale_exp(self) -> torch.Tensor:
-        """The multiplier of the cosine similarities: exp(logit_scale), never above 100. The gradient passes up to and
-        at the bound (torch.clamp would give none at the bound itself, where `clamp_logit_scale_` puts the parameter)."""
+        """The multiplier of the cosine similarities: exp(logit_scale), never above 100. The gradient passes up to
+        and at the bound (torch.clamp gives none at the bound itself, where `clamp_logit_scale_` puts the parameter)."""
         s = self.logit_scale
         return torch.where(s > MAX_LOGIT_SCALE, torch.full_like(s, MAX_LOGIT_SCALE), s).exp()
 

@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812 - PyTorch's own spelling
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
