@@ -11,14 +11,19 @@ export WIT_CACHE ?= $(HOME)/.cache/wit
 export NO_ALBUMENTATIONS_UPDATE := 1
 PYTEST_FLAGS ?=
 
-.PHONY: demo test test-fast test-slow install data lock ray-start ray-stop clean-demo
+.PHONY: demo test test-fast test-slow lint install data lock ray-start ray-stop clean-demo
 
 demo: install data
 	$(BIN)/wit demo
 
-test: install data
+test: install data lint
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS)
+
+# ruff (configured in pyproject.toml): lint and formatting, checked before the tests
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-fast: install data
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)

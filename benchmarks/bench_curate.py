@@ -12,6 +12,7 @@ Ray's own start.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import random
 import sys
@@ -26,7 +27,6 @@ def synthetic_pool(path: str, rows: int, seed: int = 3) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
     import wordfreq
-
     from bench_match import synthetic_captions
 
     rng = random.Random(seed)
@@ -48,8 +48,9 @@ def synthetic_pool(path: str, rows: int, seed: int = 3) -> None:
             text = english[i]
         texts.append(text)
         urls.append(f"http://127.0.0.1:8000/img/{rng.randrange(rows) if rng.random() < 0.05 else i}.png")
-    pq.write_table(pa.table({"uid": [f"b{i}" for i in range(rows)], "url": urls, "text": texts,
-                             "source": ["bench"] * rows}), path)
+    pq.write_table(
+        pa.table({"uid": [f"b{i}" for i in range(rows)], "url": urls, "text": texts, "source": ["bench"] * rows}), path
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import pyarrow as pa
     import pyarrow.compute as pc
-
     from bench_match import synthetic_queries
+
     from wit_builder.config import BuildConfig, CurateConfig
     from wit_builder.curate import curation_stages, load_queries
     from wit_builder.match.automaton import TokenAutomaton
@@ -106,11 +107,11 @@ def main(argv: list[str] | None = None) -> int:
             table = table.filter(pc.is_null(table["reason"]))
         needs = {k: values[k] for k in stage.needs}
         if stage.kind == "actor":
-            table = timed(stage.name, lambda: stage.fn()(table))
+            table = timed(stage.name, stage.fn(), table)
         elif stage.kind == "sum":
-            values[stage.output] = timed(stage.name, lambda: stage.fn(table, **needs))
+            values[stage.output] = timed(stage.name, functools.partial(stage.fn, **needs), table)
         else:
-            table = timed(stage.name, lambda: stage.fn(table, **needs))
+            table = timed(stage.name, functools.partial(stage.fn, **needs), table)
     total = sum(stages.values())
     print(f"pool: {rows:,} rows ({pool}); queries: {len(queries):,}\n")
     print("| stage (one process) | CPU s | share | rows / CPU-s |")
@@ -124,13 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines import build_wit, ray_env
 
     ray_env.init_local(num_cpus=2, log_to_driver=False)
-    print("\n| Ray workers | wall s | pool rows/s | read+normalise+langid+match s | dedup s | count s | "
-          "attribute+balance s | write s | selected |")
+    print(
+        "\n| Ray workers | wall s | pool rows/s | read+normalise+langid+match s | dedup s | count s | "
+        "attribute+balance s | write s | selected |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     kept_sets = []
     for w in args.workers:
-        bcfg = BuildConfig(pool=(pool,), queries=queries_path, out=os.path.join(work, f"ray{w}"), workers=w,
-                           batch_size=args.batch_size)
+        bcfg = BuildConfig(
+            pool=(pool,), queries=queries_path, out=os.path.join(work, f"ray{w}"), workers=w, batch_size=args.batch_size
+        )
         t0 = time.perf_counter()
         manifest = build_wit.main(bcfg)
         wall = time.perf_counter() - t0
@@ -138,10 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         kept = manifest["counts"]["reasons"].get("selected", 0)
         import pyarrow.parquet as pq
 
-        kept_sets.append(set(pq.ParquetDataset(os.path.join(work, f"ray{w}", "curated")).read(columns=["uid"])["uid"]
-                             .to_pylist()))
-        print(f"| {w} | {wall:.1f} | {rows / wall:,.0f} | {t['read+normalise+langid+match']:.1f} | {t['dedup']:.1f} | "
-              f"{t['count']:.1f} | {t['attribute'] + t['balance']:.1f} | {t['write']:.1f} | {kept:,} |")
+        kept_sets.append(
+            set(pq.ParquetDataset(os.path.join(work, f"ray{w}", "curated")).read(columns=["uid"])["uid"].to_pylist())
+        )
+        print(
+            f"| {w} | {wall:.1f} | {rows / wall:,.0f} | {t['read+normalise+langid+match']:.1f} | {t['dedup']:.1f} | "
+            f"{t['count']:.1f} | {t['attribute'] + t['balance']:.1f} | {t['write']:.1f} | {kept:,} |"
+        )
     same = all(k == kept_sets[0] for k in kept_sets)
     print(f"\nselected set identical across worker counts: {same}")
     return 0 if same else 1

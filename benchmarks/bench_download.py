@@ -103,8 +103,13 @@ def serve(files: list[str], port_file: str) -> None:
 def config_for(args, allow: str, distributor: str = "multiprocessing"):
     from wit_builder.download.img2dataset_job import DownloadConfig
 
-    return DownloadConfig(processes_count=args.processes, thread_count=args.threads,
-                          number_sample_per_shard=args.shard_size, allow_hosts=(allow,), distributor=distributor)
+    return DownloadConfig(
+        processes_count=args.processes,
+        thread_count=args.threads,
+        number_sample_per_shard=args.shard_size,
+        allow_hosts=(allow,),
+        distributor=distributor,
+    )
 
 
 def run_one(args) -> None:
@@ -120,15 +125,20 @@ def run_one(args) -> None:
         ray_env.init_local(num_cpus=args.processes)
     import resource
 
-    cpu_before = sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
-                                                        resource.getrusage(resource.RUSAGE_CHILDREN)))
+    cpu_before = sum(
+        u.ru_utime + u.ru_stime
+        for u in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    )
     start = time.perf_counter()
     if args.run == "img2dataset":
         from img2dataset import download
 
         download(**img2dataset_kwargs(config, args.urls, args.out, []))
-        successes = sum(json.load(open(os.path.join(args.out, n)))["successes"]
-                        for n in os.listdir(args.out) if n.endswith("_stats.json"))
+        successes = sum(
+            json.load(open(os.path.join(args.out, n)))["successes"]
+            for n in os.listdir(args.out)
+            if n.endswith("_stats.json")
+        )
     else:
         accounting = download_shards(pq.read_table(args.urls), args.out, config, extra_columns=())
         successes = accounting.column("status").to_pylist().count("kept")
@@ -144,9 +154,24 @@ def run_one(args) -> None:
 
 def measure(run: str, args, urls: str, allow: str, workdir: str) -> dict:
     out = tempfile.mkdtemp(prefix=f"{run}-", dir=workdir)
-    command = [sys.executable, os.path.abspath(__file__), "--run", run, "--urls", urls, "--out", out,
-               "--allow", allow, "--processes", str(args.processes), "--threads", str(args.threads),
-               "--shard-size", str(args.shard_size)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--run",
+        run,
+        "--urls",
+        urls,
+        "--out",
+        out,
+        "--allow",
+        allow,
+        "--processes",
+        str(args.processes),
+        "--threads",
+        str(args.threads),
+        "--shard-size",
+        str(args.shard_size),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = [0, 0]
 
@@ -163,10 +188,16 @@ def measure(run: str, args, urls: str, allow: str, workdir: str) -> dict:
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     if process.returncode or not lines:
         raise SystemExit(f"{run} failed (exit {process.returncode}):\n{stdout[-3000:]}")
-    result = json.loads(lines[-1][len("RESULT "):])
+    result = json.loads(lines[-1][len("RESULT ") :])
     cpu_ms = 1000 * result["cpu_s"] / result["successes"] if result["cpu_s"] is not None else None
-    return {"run": run, **result, "cpu_ms_per_image": cpu_ms, "images_per_s": result["successes"] / result["seconds"],
-            "peak_tree_mb": peak[0] / 1024, "peak_process_mb": peak[1] / 1024}
+    return {
+        "run": run,
+        **result,
+        "cpu_ms_per_image": cpu_ms,
+        "images_per_s": result["successes"] / result["seconds"],
+        "peak_tree_mb": peak[0] / 1024,
+        "peak_process_mb": peak[1] / 1024,
+    }
 
 
 def main() -> None:
@@ -203,11 +234,16 @@ def main() -> None:
             time.sleep(0.05)
         port = int(open(port_file).read())
         urls = os.path.join(workdir, "urls.parquet")
-        pq.write_table(pa.table({
-            "uid": [f"b{i:06d}" for i in range(len(files))],
-            "url": [f"http://127.0.0.1:{port}/i/{i}" for i in range(len(files))],
-            "text": [os.path.basename(p) for p in files],
-        }), urls)
+        pq.write_table(
+            pa.table(
+                {
+                    "uid": [f"b{i:06d}" for i in range(len(files))],
+                    "url": [f"http://127.0.0.1:{port}/i/{i}" for i in range(len(files))],
+                    "text": [os.path.basename(p) for p in files],
+                }
+            ),
+            urls,
+        )
         runs = ["img2dataset", "ours"] + (["ours-ray"] if args.ray else [])
         results = []
         for repeat in range(args.repeats):
@@ -215,15 +251,24 @@ def main() -> None:
                 results.append(measure(run, args, urls, f"127.0.0.1:{port}", workdir))
                 r = results[-1]
                 cpu = f"{r['cpu_ms_per_image']:5.1f}" if r["cpu_ms_per_image"] is not None else "  n/a"
-                print(f"  {r['run']:<12} {r['successes']:>5} ok  {r['seconds']:6.1f} s  {r['images_per_s']:6.1f} img/s  "
-                      f"{cpu} CPU-ms/img  peak {r['peak_tree_mb']:6.0f} MB", file=sys.stderr)
+                print(
+                    f"  {r['run']:<12} {r['successes']:>5} ok  {r['seconds']:6.1f} s  {r['images_per_s']:6.1f} img/s  "
+                    f"{cpu} CPU-ms/img  peak {r['peak_tree_mb']:6.0f} MB",
+                    file=sys.stderr,
+                )
         server.terminate()
         generated = sum(f.startswith(workdir) for f in files)
-        kind = "generated" if generated == len(files) else f"{len(files) - generated} served files, {generated} generated"
-    print(f"\n{len(files)} images ({kind}), {args.processes} processes x {args.threads} threads, "
-          f"{args.shard_size} per shard, {args.repeats} repeats (median)")
-    print("| run | images/s (median) | vs img2dataset | images/s (all runs) | CPU-ms/image (median) | "
-          "CPU vs img2dataset | CPU-ms/image (all runs) | peak RSS, tree (MB) | peak RSS, one process (MB) |")
+        kind = (
+            "generated" if generated == len(files) else f"{len(files) - generated} served files, {generated} generated"
+        )
+    print(
+        f"\n{len(files)} images ({kind}), {args.processes} processes x {args.threads} threads, "
+        f"{args.shard_size} per shard, {args.repeats} repeats (median)"
+    )
+    print(
+        "| run | images/s (median) | vs img2dataset | images/s (all runs) | CPU-ms/image (median) | "
+        "CPU vs img2dataset | CPU-ms/image (all runs) | peak RSS, tree (MB) | peak RSS, one process (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     base = base_cpu = None
     for run in runs:
@@ -233,11 +278,16 @@ def main() -> None:
         cpus = [r["cpu_ms_per_image"] for r in mine if r["cpu_ms_per_image"] is not None]
         cpu = statistics.median(cpus) if cpus else None
         base_cpu = base_cpu or cpu
-        cpu_text = (f"{cpu:.1f} | {base_cpu / cpu:.2f}x | {', '.join(f'{c:.0f}' for c in sorted(cpus))}" if cpu
-                    else "n/a | n/a | n/a")
+        cpu_text = (
+            f"{cpu:.1f} | {base_cpu / cpu:.2f}x | {', '.join(f'{c:.0f}' for c in sorted(cpus))}"
+            if cpu
+            else "n/a | n/a | n/a"
+        )
         runs_text = ", ".join(f"{r['images_per_s']:.0f}" for r in mine)
-        print(f"| {run} | {speed:.1f} | {speed / base:.2f}x | {runs_text} | "
-              f"{cpu_text} | {max(r['peak_tree_mb'] for r in mine):.0f} | {max(r['peak_process_mb'] for r in mine):.0f} |")
+        print(
+            f"| {run} | {speed:.1f} | {speed / base:.2f}x | {runs_text} | "
+            f"{cpu_text} | {max(r['peak_tree_mb'] for r in mine):.0f} | {max(r['peak_process_mb'] for r in mine):.0f} |"
+        )
 
 
 if __name__ == "__main__":

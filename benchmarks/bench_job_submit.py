@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -22,8 +23,33 @@ sys.path.insert(0, str(REPO))
 
 from pipelines import ray_cluster, ray_env  # noqa: E402
 
-WORDS = ["dog", "cat", "flag", "house", "car", "tree", "flower", "apple", "star", "heart", "face", "hand", "sun",
-         "computer", "icon", "man", "woman", "bird", "fish", "horse", "book", "ball", "hat", "map", "clock"]
+WORDS = [
+    "dog",
+    "cat",
+    "flag",
+    "house",
+    "car",
+    "tree",
+    "flower",
+    "apple",
+    "star",
+    "heart",
+    "face",
+    "hand",
+    "sun",
+    "computer",
+    "icon",
+    "man",
+    "woman",
+    "bird",
+    "fish",
+    "horse",
+    "book",
+    "ball",
+    "hat",
+    "map",
+    "clock",
+]
 
 
 def free_port() -> int:
@@ -39,8 +65,22 @@ def timed(fn):
 
 
 def build_args(web: Path, queries: Path, out: Path, port: int, shard_size: int) -> list[str]:
-    return ["--pool", str(web / "pool.parquet"), "--queries", str(queries), "--out", str(out), "--cap", "50",
-            "--allow-hosts", f"127.0.0.1:{port}", "--shard-size", str(shard_size), "--threads", "16"]
+    return [
+        "--pool",
+        str(web / "pool.parquet"),
+        "--queries",
+        str(queries),
+        "--out",
+        str(out),
+        "--cap",
+        "50",
+        "--allow-hosts",
+        f"127.0.0.1:{port}",
+        "--shard-size",
+        str(shard_size),
+        "--threads",
+        "16",
+    ]
 
 
 def main() -> None:
@@ -67,33 +107,60 @@ def main() -> None:
     try:
         seconds, _ = timed(lambda: ray_cluster.start_head(num_cpus=os.cpu_count(), object_store_memory=1_000_000_000))
         rows.append(("ray start --head", seconds))
-        trivial = [timed(lambda: subprocess.run([ray_cluster._ray_cli(), "job", "submit", "--working-dir", str(tmp),
-                                                 "--", "python", "job.py"], env=env, capture_output=True, check=True))[0]
-                   for _ in range(args.repeats)]
+        trivial = [
+            timed(
+                lambda: subprocess.run(
+                    [ray_cluster._ray_cli(), "job", "submit", "--working-dir", str(tmp), "--", "python", "job.py"],
+                    env=env,
+                    capture_output=True,
+                    check=True,
+                )
+            )[0]
+            for _ in range(args.repeats)
+        ]
         rows.append(("trivial job round trip (submit -> succeeded)", min(trivial)))
         with serving(web, port=port):
             job, direct, shards = [], [], {}
             for i in range(args.repeats):
                 out = tmp / f"job{i}"
-                command = [ray_cluster._ray_cli(), "job", "submit", "--working-dir", str(REPO), "--", "python",
-                           "pipelines/build_wit.py", *build_args(web, queries, out, port, 100)]
-                job.append(timed(lambda: subprocess.run(command, env=env, capture_output=True, check=True))[0])
+                command = [
+                    ray_cluster._ray_cli(),
+                    "job",
+                    "submit",
+                    "--working-dir",
+                    str(REPO),
+                    "--",
+                    "python",
+                    "pipelines/build_wit.py",
+                    *build_args(web, queries, out, port, 100),
+                ]
+                job.append(
+                    timed(functools.partial(subprocess.run, command, env=env, capture_output=True, check=True))[0]
+                )
                 parser_ = argparse.ArgumentParser()
                 build_wit.add_arguments(parser_)
-                cfg = build_wit.config_from_args(parser_.parse_args(build_args(web, queries, tmp / f"direct{i}", port, 100)))
-                direct.append(timed(lambda: build_wit.main(cfg))[0])
+                cfg = build_wit.config_from_args(
+                    parser_.parse_args(build_args(web, queries, tmp / f"direct{i}", port, 100))
+                )
+                direct.append(timed(functools.partial(build_wit.main, cfg))[0])
             for size in (10, 100):
                 parser_ = argparse.ArgumentParser()
                 build_wit.add_arguments(parser_)
-                cfg = build_wit.config_from_args(parser_.parse_args(build_args(web, queries, tmp / f"s{size}", port, size)))
+                cfg = build_wit.config_from_args(
+                    parser_.parse_args(build_args(web, queries, tmp / f"s{size}", port, size))
+                )
                 manifest = build_wit.main(cfg)
                 shards[size] = (manifest["counts"]["download"]["shards"], manifest["timings_s"]["download"])
         rows.append(("build through ray job submit", min(job)))
         rows.append(("same build in-process (main(cfg)) on the same head", min(direct)))
         rows.append(("job submit overhead (difference)", min(job) - min(direct)))
         (n10, t10), (n100, t100) = shards[10], shards[100]
-        rows.append((f"download: {n10} shards of 10 vs {n100} of 100, extra seconds per shard",
-                     (t10 - t100) / max(1, n10 - n100)))
+        rows.append(
+            (
+                f"download: {n10} shards of 10 vs {n100} of 100, extra seconds per shard",
+                (t10 - t100) / max(1, n10 - n100),
+            )
+        )
     finally:
         import ray
 

@@ -131,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
 
     entries = synthetic_queries(args.queries)
     captions = synthetic_captions(args.captions)
-    print(f"{len(entries):,} queries, {len(captions):,} captions "
-          f"(mean {sum(map(len, captions)) / len(captions):.0f} chars)", file=sys.stderr)
+    print(
+        f"{len(entries):,} queries, {len(captions):,} captions "
+        f"(mean {sum(map(len, captions)) / len(captions):.0f} chars)",
+        file=sys.stderr,
+    )
 
     token, t_build, t_mem = _build(lambda: TokenAutomaton(entries))
     rss0 = _rss_mb()
@@ -142,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     arrow = pa.array(captions, pa.string())
     batches = [arrow.slice(i, args.batch) for i in range(0, len(arrow), args.batch)]
     token_lists, _, token_cpu = _timed(lambda: [token.match(b) for b in batches])
-    aho_lists, _, aho_cpu = _timed(lambda: [aho_match(captions[i:i + args.batch]) for i in range(0, len(captions),
-                                                                                                  args.batch)])
+    aho_lists, _, aho_cpu = _timed(
+        lambda: [aho_match(captions[i : i + args.batch]) for i in range(0, len(captions), args.batch)]
+    )
     token_out = [x for b in token_lists for x in b.to_pylist()]
     aho_out = [x for b in aho_lists for x in b.to_pylist()]
     sample = captions[: args.reference_sample]
@@ -157,18 +161,26 @@ def main(argv: list[str] | None = None) -> int:
         "pyahocorasick": len(captions) / aho_cpu,
         "token automaton (wit)": len(captions) / token_cpu,
     }
-    print(f"\nmatch results: reference == pyahocorasick == token automaton on {len(sample)} captions: {same_sample}; "
-          f"token automaton == pyahocorasick on all {len(captions):,}: {same_all}; "
-          f"{matched:,} captions matched at least one query")
-    print(f"\n| matcher | captions / CPU-s | vs reference | build s | build peak MB |")
+    print(
+        f"\nmatch results: reference == pyahocorasick == token automaton on {len(sample)} captions: {same_sample}; "
+        f"token automaton == pyahocorasick on all {len(captions):,}: {same_all}; "
+        f"{matched:,} captions matched at least one query"
+    )
+    print("\n| matcher | captions / CPU-s | vs reference | build s | build peak MB |")
     print("|---|---:|---:|---:|---:|")
     print(f"| reference loop (MetaCLIP semantics) | {rate['reference loop']:,.1f} | 1x | 0 | 0 |")
-    print(f"| pyahocorasick, same semantics | {rate['pyahocorasick']:,.0f} | "
-          f"{rate['pyahocorasick'] / rate['reference loop']:,.0f}x | {a_build:.2f} | ~{a_rss:,.0f} (RSS growth, C heap) |")
-    print(f"| token automaton (wit_builder.match) | {rate['token automaton (wit)']:,.0f} | "
-          f"{rate['token automaton (wit)'] / rate['reference loop']:,.0f}x | {t_build:.2f} | {t_mem / 1e6:,.0f} |")
-    print(f"\ntoken automaton / pyahocorasick = {rate['token automaton (wit)'] / rate['pyahocorasick']:.2f}x; "
-          f"max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
+    print(
+        f"| pyahocorasick, same semantics | {rate['pyahocorasick']:,.0f} | "
+        f"{rate['pyahocorasick'] / rate['reference loop']:,.0f}x | {a_build:.2f} | ~{a_rss:,.0f} (RSS growth, C heap) |"
+    )
+    print(
+        f"| token automaton (wit_builder.match) | {rate['token automaton (wit)']:,.0f} | "
+        f"{rate['token automaton (wit)'] / rate['reference loop']:,.0f}x | {t_build:.2f} | {t_mem / 1e6:,.0f} |"
+    )
+    print(
+        f"\ntoken automaton / pyahocorasick = {rate['token automaton (wit)'] / rate['pyahocorasick']:.2f}x; "
+        f"max RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB"
+    )
     return 0 if same_sample and same_all else 1
 
 

@@ -48,11 +48,13 @@ def repack(out_dir: str, repeat: int) -> tuple[str, int]:
     for start in range(0, len(all_pages), 100):
         offset = len(data)
         chunk = []
-        for page, r in all_pages[start:start + 100]:
+        for page, r in all_pages[start : start + 100]:
             page_id = page.page_id + r * 10_000_000
             redirect = f"<redirect title={quoteattr(page.redirect)} />" if page.redirect is not None else ""
-            chunk.append(f"<page><title>{escape(page.title)}</title><ns>{page.ns}</ns><id>{page_id}</id>{redirect}"
-                         f"<revision><text>{escape(page.text)}</text></revision></page>\n")
+            chunk.append(
+                f"<page><title>{escape(page.title)}</title><ns>{page.ns}</ns><id>{page_id}</id>{redirect}"
+                f"<revision><text>{escape(page.text)}</text></revision></page>\n"
+            )
             index.append(f"{offset}:{page_id}:{page.title}")
         data += bz2.compress("".join(chunk).encode())
     data += bz2.compress(b"</mediawiki>\n")
@@ -94,8 +96,9 @@ def measure(dump: str, workers: int, streams_per_task: int, work_root: str) -> d
     from wit_builder.queries.config import QueryConfig
 
     ray_env.apply()
-    ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False,
-             object_store_memory=300_000_000)
+    ray.init(
+        address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False, object_store_memory=300_000_000
+    )
     try:
         ray.get([ray.remote(lambda: None).remote() for _ in range(workers)])  # workers up before the clock starts
         config = QueryConfig(streams_per_task=streams_per_task, workers=workers)
@@ -112,9 +115,17 @@ def measure(dump: str, workers: int, streams_per_task: int, work_root: str) -> d
     finally:
         ray.shutdown()
     size = os.path.getsize(dump)
-    return {"workers": workers, "pages": stats["pages_read"], "seconds": counted, "reduce_s": reduced,
-            "pages_s": stats["pages_read"] / counted, "mb_s": size / 1e6 / counted,
-            "peak_tree_mb": peak.total / 1e6, "peak_worker_mb": peak.worker / 1e6, "bytes": size}
+    return {
+        "workers": workers,
+        "pages": stats["pages_read"],
+        "seconds": counted,
+        "reduce_s": reduced,
+        "pages_s": stats["pages_read"] / counted,
+        "mb_s": size / 1e6 / counted,
+        "peak_tree_mb": peak.total / 1e6,
+        "peak_worker_mb": peak.worker / 1e6,
+        "bytes": size,
+    }
 
 
 def main() -> int:
@@ -126,21 +137,30 @@ def main() -> int:
     root = tempfile.mkdtemp(prefix="bench-queries-")
     try:
         dump, pages = repack(root, args.repeat)
-        print(f"dump: {pages:,} pages, {os.path.getsize(dump) / 1e6:.2f} MB bz2 (multistream), "
-              f"{os.cpu_count()} CPUs on this machine", flush=True)
+        print(
+            f"dump: {pages:,} pages, {os.path.getsize(dump) / 1e6:.2f} MB bz2 (multistream), "
+            f"{os.cpu_count()} CPUs on this machine",
+            flush=True,
+        )
         rows = [measure(dump, w, args.streams_per_task, root) for w in args.workers]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\n{'workers':>7} {'pages':>6} {'count s':>8} {'pages/s':>8} {'MB/s bz2':>9} {'reduce s':>9} "
-          f"{'peak tree MB':>13} {'peak worker MB':>15}")
+    print(
+        f"\n{'workers':>7} {'pages':>6} {'count s':>8} {'pages/s':>8} {'MB/s bz2':>9} {'reduce s':>9} "
+        f"{'peak tree MB':>13} {'peak worker MB':>15}"
+    )
     for r in rows:
-        print(f"{r['workers']:>7} {r['pages']:>6,} {r['seconds']:>8.1f} {r['pages_s']:>8.1f} {r['mb_s']:>9.3f} "
-              f"{r['reduce_s']:>9.2f} {r['peak_tree_mb']:>13.0f} {r['peak_worker_mb']:>15.0f}")
+        print(
+            f"{r['workers']:>7} {r['pages']:>6,} {r['seconds']:>8.1f} {r['pages_s']:>8.1f} {r['mb_s']:>9.3f} "
+            f"{r['reduce_s']:>9.2f} {r['peak_tree_mb']:>13.0f} {r['peak_worker_mb']:>15.0f}"
+        )
     per_core = rows[0]["mb_s"] / rows[0]["workers"]
     hours = FULL_DUMP_BYTES / 1e6 / (per_core * CLUSTER_CORES) / 3600
     print(f"\nper-core rate (from the {rows[0]['workers']}-worker row): {per_core:.3f} MB/s of bz2")
-    print(f"projection: full English dump ({FULL_DUMP_BYTES / 1e9:.0f} GB bz2) on {CLUSTER_CORES} cores: "
-          f"{hours:.1f} h of counting (perfect scaling; the reduction and stragglers come on top)")
+    print(
+        f"projection: full English dump ({FULL_DUMP_BYTES / 1e9:.0f} GB bz2) on {CLUSTER_CORES} cores: "
+        f"{hours:.1f} h of counting (perfect scaling; the reduction and stragglers come on top)"
+    )
     return 0
 
 

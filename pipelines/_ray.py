@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-
 # Actor pools hold their CPUs for the whole stream: if the actors of two stateful stages asked for one CPU each on a
 # 2-CPU machine, the read tasks upstream could never be scheduled (a deadlock, seen here). So actors share
 # ACTOR_SHARE of the cluster's logical CPUs and stateless tasks ask for TASK_CPUS: every stage can always run.
@@ -25,17 +24,39 @@ def actor_cpus(cluster_cpus: int, actors_total: int) -> float:
 
 def map_stage(ds, fn: Callable, *, batch_size: int, fn_kwargs: dict | None = None):
     """A stateless per-batch function (pyarrow Table -> Table) as Ray tasks."""
-    return ds.map_batches(fn, batch_format="pyarrow", batch_size=batch_size, fn_kwargs=fn_kwargs or {},
-                          zero_copy_batch=True, num_cpus=TASK_CPUS)
+    return ds.map_batches(
+        fn,
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        fn_kwargs=fn_kwargs or {},
+        zero_copy_batch=True,
+        num_cpus=TASK_CPUS,
+    )
 
 
-def actor_stage(ds, factory: Callable[[], Callable], *, batch_size: int, workers: int, num_cpus: float,
-                fn_kwargs: dict | None = None):
+def actor_stage(
+    ds,
+    factory: Callable[[], Callable],
+    *,
+    batch_size: int,
+    workers: int,
+    num_cpus: float,
+    fn_kwargs: dict | None = None,
+):
     """A stateful stage: `factory()` runs once per actor (load a model, build an automaton); then each batch goes
     through the object it returned. A fixed pool of `workers` actors."""
-    return ds.map_batches(_Stateful, fn_constructor_args=(factory,), fn_kwargs=fn_kwargs or {},
-                          batch_format="pyarrow", batch_size=batch_size, concurrency=workers, num_cpus=num_cpus,
-                          zero_copy_batch=True)
+    import ray
+
+    return ds.map_batches(
+        _Stateful,
+        fn_constructor_args=(factory,),
+        fn_kwargs=fn_kwargs or {},
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=num_cpus,
+        zero_copy_batch=True,
+    )
 
 
 class _Stateful:
@@ -53,8 +74,9 @@ def sum_arrays(ds, fn: Callable[[Any], np.ndarray], length: int, *, batch_size: 
         return {"part": fn(batch)[None, :]}
 
     total = np.zeros(length, dtype=np.int64)
-    parts = ds.map_batches(partial, batch_format="pyarrow", batch_size=batch_size, zero_copy_batch=True,
-                           num_cpus=TASK_CPUS)
+    parts = ds.map_batches(
+        partial, batch_format="pyarrow", batch_size=batch_size, zero_copy_batch=True, num_cpus=TASK_CPUS
+    )
     for batch in parts.iter_batches(batch_format="numpy", batch_size=None):
         total += np.asarray(batch["part"], dtype=np.int64).sum(axis=0)
     return total
@@ -66,8 +88,7 @@ def filter_stage(ds, predicate: Callable, *, batch_size: int):
     def keep(batch):
         return batch.filter(predicate(batch))
 
-    return ds.map_batches(keep, batch_format="pyarrow", batch_size=batch_size, zero_copy_batch=True,
-                          num_cpus=TASK_CPUS)
+    return ds.map_batches(keep, batch_format="pyarrow", batch_size=batch_size, zero_copy_batch=True, num_cpus=TASK_CPUS)
 
 
 def grouped_stage(ds, fn: Callable, *, key: Callable, partitions: int):
@@ -85,8 +106,9 @@ def grouped_stage(ds, fn: Callable, *, key: Callable, partitions: int):
         return fn(batch.drop_columns(["_part"]))
 
     tagged = ds.map_batches(tag, batch_format="pyarrow", zero_copy_batch=True, num_cpus=TASK_CPUS)
-    return tagged.groupby("_part", num_partitions=partitions).map_groups(run, batch_format="pyarrow",
-                                                                         num_cpus=TASK_CPUS)
+    return tagged.groupby("_part", num_partitions=partitions).map_groups(
+        run, batch_format="pyarrow", num_cpus=TASK_CPUS
+    )
 
 
 def shared(value):
@@ -132,9 +154,9 @@ class _HideWitErrors(logging.Filter):
     traceback would only bury it (Ray Data's own log files still hold everything)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from pipelines.cli import find_wit_error
-
         import sys
+
+        from pipelines.cli import find_wit_error
 
         # the record's own exception, else the one being handled where it was logged (its preamble line)
         exc = record.exc_info[1] if record.exc_info and record.exc_info is not True else sys.exc_info()[1]
@@ -177,8 +199,9 @@ def run_stages(ds, stages, *, batch_size: int, workers: int, partitions: int):
         t1 = time.perf_counter()
         fn = with_shared(stage.fn, **{name: shared(values[name]) for name in stage.needs})
         if stage.kind == "sum":
-            values[stage.output] = (np.zeros(stage.length, np.int64) if empty else
-                                    sum_arrays(ds, fn, stage.length, batch_size=batch_size))
+            values[stage.output] = (
+                np.zeros(stage.length, np.int64) if empty else sum_arrays(ds, fn, stage.length, batch_size=batch_size)
+            )
         elif dead is not None and empty:
             pass  # no alive rows: nothing for this stage to do
         elif stage.kind == "actor":

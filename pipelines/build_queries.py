@@ -29,50 +29,97 @@ from wit_builder.queries.config import BIGRAM_RULES, QueryConfig
 
 HELP = "build the 500k query list from a Wikipedia dump, WordNet and pageviews (offline demo sources by default)"
 
-PROXY_NOTE = ("no pageviews file was given: titles are ranked by in-links, the number of links from articles of "
-              "this dump to the title (one redirect hop resolved), a proxy for the paper's search volume")
+PROXY_NOTE = (
+    "no pageviews file was given: titles are ranked by in-links, the number of links from articles of "
+    "this dump to the title (one redirect hop resolved), a proxy for the paper's search volume"
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = QueryConfig()
     parser.add_argument("--out", default=d.out, help="the Parquet file to write (default %(default)s)")
-    parser.add_argument("--wiki-dump", help="pages-articles .xml.bz2 or -multistream.xml.bz2, local or s3:// "
-                        "(default: the enwiki sample from the gensim wheel)")
-    parser.add_argument("--wiki-index", help="the multistream index (offset:page_id:title lines; found beside a "
-                        "*multistream.xml.bz2 when omitted)")
-    parser.add_argument("--wordnet", dest="wordnet_dir", help="folder with WordNet 3.0 data.noun/verb/adj/adv "
-                        "(default: Debian wordnet-base)")
-    parser.add_argument("--pageviews", help="a Wikimedia pageviews file (.gz/.bz2 ok); without it titles are ranked "
-                        "by in-links counted in the dump")
+    parser.add_argument(
+        "--wiki-dump",
+        help="pages-articles .xml.bz2 or -multistream.xml.bz2, local or s3:// "
+        "(default: the enwiki sample from the gensim wheel)",
+    )
+    parser.add_argument(
+        "--wiki-index",
+        help="the multistream index (offset:page_id:title lines; found beside a *multistream.xml.bz2 when omitted)",
+    )
+    parser.add_argument(
+        "--wordnet",
+        dest="wordnet_dir",
+        help="folder with WordNet 3.0 data.noun/verb/adj/adv (default: Debian wordnet-base)",
+    )
+    parser.add_argument(
+        "--pageviews",
+        help="a Wikimedia pageviews file (.gz/.bz2 ok); without it titles are ranked by in-links counted in the dump",
+    )
     parser.add_argument("--target-size", type=int, default=d.target_size, help="cap on the list (paper: 500,000)")
-    parser.add_argument("--unigram-source", choices=("auto", "wiki", "wordfreq"), default=d.unigram_source,
-                        help="unigram counts from the dump, or estimated from wordfreq's large_en list; auto: "
-                        f"wordfreq when the dump has fewer than {d.auto_min_tokens:,} tokens")
-    parser.add_argument("--min-unigram-count", type=int, default=d.min_unigram_count,
-                        help="occurrences in English Wikipedia (paper: 100; scaled to smaller dumps)")
-    parser.add_argument("--bigram-rule", choices=BIGRAM_RULES, default=d.bigram_rule,
-                        help="metaclip: MetaCLIP's bigrams, NLTK's base-2 PMI log2(c(ab)N/(c(a)c(b))) >= --min-pmi, "
-                        "no count filter; ratio: p(ab)/(p(a)p(b)) >= --min-pmi-ratio and >= --min-bigram-count "
-                        "occurrences (default %(default)s)")
-    parser.add_argument("--min-pmi", type=float, default=d.min_pmi,
-                        help="metaclip rule: base-2 PMI at English Wikipedia scale (MetaCLIP: 30; lowered by "
-                        "log2(4.5e9 / tokens) on a smaller dump)")
-    parser.add_argument("--min-bigram-count", type=int, default=d.min_bigram_count,
-                        help="ratio rule: occurrences at English Wikipedia scale before PMI is trusted (scaled)")
-    parser.add_argument("--min-pmi-ratio", type=float, default=d.min_pmi_ratio,
-                        help="ratio rule: p(ab)/(p(a)p(b)) at least this; stored as its natural log")
-    parser.add_argument("--min-title-views", type=int, default=d.min_title_views,
-                        help="with --pageviews (MetaCLIP: 70)")
-    parser.add_argument("--min-title-inlinks", type=int, default=d.min_title_inlinks,
-                        help="without --pageviews: in-links at English Wikipedia scale (scaled by articles)")
+    parser.add_argument(
+        "--unigram-source",
+        choices=("auto", "wiki", "wordfreq"),
+        default=d.unigram_source,
+        help="unigram counts from the dump, or estimated from wordfreq's large_en list; auto: "
+        f"wordfreq when the dump has fewer than {d.auto_min_tokens:,} tokens",
+    )
+    parser.add_argument(
+        "--min-unigram-count",
+        type=int,
+        default=d.min_unigram_count,
+        help="occurrences in English Wikipedia (paper: 100; scaled to smaller dumps)",
+    )
+    parser.add_argument(
+        "--bigram-rule",
+        choices=BIGRAM_RULES,
+        default=d.bigram_rule,
+        help="metaclip: MetaCLIP's bigrams, NLTK's base-2 PMI log2(c(ab)N/(c(a)c(b))) >= --min-pmi, "
+        "no count filter; ratio: p(ab)/(p(a)p(b)) >= --min-pmi-ratio and >= --min-bigram-count "
+        "occurrences (default %(default)s)",
+    )
+    parser.add_argument(
+        "--min-pmi",
+        type=float,
+        default=d.min_pmi,
+        help="metaclip rule: base-2 PMI at English Wikipedia scale (MetaCLIP: 30; lowered by "
+        "log2(4.5e9 / tokens) on a smaller dump)",
+    )
+    parser.add_argument(
+        "--min-bigram-count",
+        type=int,
+        default=d.min_bigram_count,
+        help="ratio rule: occurrences at English Wikipedia scale before PMI is trusted (scaled)",
+    )
+    parser.add_argument(
+        "--min-pmi-ratio",
+        type=float,
+        default=d.min_pmi_ratio,
+        help="ratio rule: p(ab)/(p(a)p(b)) at least this; stored as its natural log",
+    )
+    parser.add_argument(
+        "--min-title-views", type=int, default=d.min_title_views, help="with --pageviews (MetaCLIP: 70)"
+    )
+    parser.add_argument(
+        "--min-title-inlinks",
+        type=int,
+        default=d.min_title_inlinks,
+        help="without --pageviews: in-links at English Wikipedia scale (scaled by articles)",
+    )
     parser.add_argument("--count-floor", type=int, default=d.count_floor, help="the least a scaled threshold can be")
     parser.add_argument("--workers", type=int, help="concurrent counting tasks (default: the cluster's CPUs)")
-    parser.add_argument("--pages-per-task", type=int, default=d.pages_per_task,
-                        help="plain dumps: at most this many pages per task")
-    parser.add_argument("--task-chars", type=int, default=d.task_chars,
-                        help="plain dumps: a task is sent once its pages hold this many characters of wikitext")
-    parser.add_argument("--streams-per-task", type=int, default=d.streams_per_task,
-                        help="multistream dumps: bz2 streams per task")
+    parser.add_argument(
+        "--pages-per-task", type=int, default=d.pages_per_task, help="plain dumps: at most this many pages per task"
+    )
+    parser.add_argument(
+        "--task-chars",
+        type=int,
+        default=d.task_chars,
+        help="plain dumps: a task is sent once its pages hold this many characters of wikitext",
+    )
+    parser.add_argument(
+        "--streams-per-task", type=int, default=d.streams_per_task, help="multistream dumps: bz2 streams per task"
+    )
     parser.add_argument("--work-dir", help="where partial counts go (default: a temporary folder, removed after)")
     parser.add_argument("--memory-limit", default=d.memory_limit, help="DuckDB memory limit for the reduction")
 
@@ -89,13 +136,19 @@ def run(args: argparse.Namespace) -> int:
     result = main(config)
     print(f"\nwrote {result['rows']:,} queries to {config.out} in {result['seconds']:.1f} s")
     print(summary(result["report"], result["rows"]))
-    print("admitted: distinct entries a source let in; in list: rows naming it; brought in: rows it added first "
-          "(MetaCLIP's totals count these)")
-    print(f"\n{result['corpus']['articles']:,} articles, {result['corpus']['tokens']:,} tokens counted; "
-          f"unigrams from {result['unigram_source']}; titles ranked by {result['title_popularity']['kind']}; "
-          f"{sum(result['wordnet_synsets'].values()):,} WordNet synsets")
-    print("see docs/queries.md for why these totals differ from MetaCLIP's; "
-          f"inspect with: wit sql {config.out} \"SELECT * FROM queries LIMIT 10\"")
+    print(
+        "admitted: distinct entries a source let in; in list: rows naming it; brought in: rows it added first "
+        "(MetaCLIP's totals count these)"
+    )
+    print(
+        f"\n{result['corpus']['articles']:,} articles, {result['corpus']['tokens']:,} tokens counted; "
+        f"unigrams from {result['unigram_source']}; titles ranked by {result['title_popularity']['kind']}; "
+        f"{sum(result['wordnet_synsets'].values()):,} WordNet synsets"
+    )
+    print(
+        "see docs/queries.md for why these totals differ from MetaCLIP's; "
+        f'inspect with: wit sql {config.out} "SELECT * FROM queries LIMIT 10"'
+    )
     return 0
 
 
@@ -136,10 +189,17 @@ def main(config: QueryConfig) -> dict:
         mark = time.time()
         con = counts.connect(work_dir, config.memory_limit)
         reduced = counts.reduce(con)
-        corpus.update(tokens=reduced.tokens, bigrams=reduced.bigram_total, articles=reduced.articles,
-                      distinct_unigrams=reduced.distinct_unigrams, distinct_bigrams=reduced.distinct_bigrams)
-        thresholds: dict = {"bigram_rule": config.bigram_rule,
-                            "pmi_unit": "log2" if config.bigram_rule == "metaclip" else "ln"}
+        corpus.update(
+            tokens=reduced.tokens,
+            bigrams=reduced.bigram_total,
+            articles=reduced.articles,
+            distinct_unigrams=reduced.distinct_unigrams,
+            distinct_bigrams=reduced.distinct_bigrams,
+        )
+        thresholds: dict = {
+            "bigram_rule": config.bigram_rule,
+            "pmi_unit": "log2" if config.bigram_rule == "metaclip" else "ln",
+        }
 
         unigram_source = config.unigram_source
         if unigram_source == "auto":
@@ -155,8 +215,9 @@ def main(config: QueryConfig) -> dict:
             unigrams, unigram_stats = wordfreq_unigrams(config.min_unigram_count)
 
         thresholds["min_bigram_count"], thresholds["min_pmi"] = bigram_thresholds(config, reduced.tokens)
-        bigrams = counts.bigrams_by_pmi(con, reduced, thresholds["min_bigram_count"], thresholds["min_pmi"],
-                                        rule=config.bigram_rule)
+        bigrams = counts.bigrams_by_pmi(
+            con, reduced, thresholds["min_bigram_count"], thresholds["min_pmi"], rule=config.bigram_rule
+        )
         title_table, popularity = _titles(con, views, reduced.articles, config, thresholds)
         con.close()
         timings["reduce"] = round(time.time() - mark, 2)
@@ -165,13 +226,19 @@ def main(config: QueryConfig) -> dict:
             shutil.rmtree(work_dir, ignore_errors=True)
 
     mark = time.time()
-    table, report = build.merge({"unigram": unigrams, "bigram": bigrams, "title": title_table,
-                                 "wordnet": wordnet_table}, config.target_size)
+    table, report = build.merge(
+        {"unigram": unigrams, "bigram": bigrams, "title": title_table, "wordnet": wordnet_table}, config.target_size
+    )
     if table.num_rows == 0:
         raise WitError("no query was admitted by any source: check the inputs and thresholds")
     metadata = {
-        "inputs": {"wiki_dump": dump, "wiki_index": index, "layout": "multistream" if index else "single-stream",
-                   "wordnet_dir": config.wordnet_dir or wordnet.default_dir(), "pageviews": config.pageviews},
+        "inputs": {
+            "wiki_dump": dump,
+            "wiki_index": index,
+            "layout": "multistream" if index else "single-stream",
+            "wordnet_dir": config.wordnet_dir or wordnet.default_dir(),
+            "pageviews": config.pageviews,
+        },
         "unigram_source": unigram_source,
         "unigram_source_note": _unigram_note(unigram_source, reduced.tokens, config),
         "unigram_source_stats": dict(unigram_stats),
@@ -201,15 +268,17 @@ def _find_index(dump: str) -> str | None:
     from wit_builder import storage
 
     if storage.is_s3(candidate):
-        return candidate if storage.fsspec_s3().exists(candidate[len("s3://"):]) else None
+        return candidate if storage.fsspec_s3().exists(candidate[len("s3://") :]) else None
     return candidate if os.path.exists(candidate) else None
 
 
 def _unigram_note(source: str, tokens: int, config: QueryConfig) -> str:
     if source == "wiki":
         return "unigram counts from the dump"
-    return (f"the dump has {tokens:,} tokens (< {config.auto_min_tokens:,}) or --unigram-source wordfreq was given: "
-            "unigram counts are estimated as wordfreq large_en frequency x 4.5e9 English Wikipedia words")
+    return (
+        f"the dump has {tokens:,} tokens (< {config.auto_min_tokens:,}) or --unigram-source wordfreq was given: "
+        "unigram counts are estimated as wordfreq large_en frequency x 4.5e9 English Wikipedia words"
+    )
 
 
 def _titles(con, views, articles: int, config: QueryConfig, thresholds: dict):
@@ -224,8 +293,10 @@ def _titles(con, views, articles: int, config: QueryConfig, thresholds: dict):
         view_table, view_stats = views
         con.register("views_table", view_table)
         con.register("inlinks_table", inlinks)
-        joined = con.sql("SELECT i.title, coalesce(v.views, 0) AS popularity FROM inlinks_table i "
-                             "LEFT JOIN views_table v ON v.title = i.title").to_arrow_table()
+        joined = con.sql(
+            "SELECT i.title, coalesce(v.views, 0) AS popularity FROM inlinks_table i "
+            "LEFT JOIN views_table v ON v.title = i.title"
+        ).to_arrow_table()
         thresholds["min_title_views"] = config.min_title_views
         minimum = config.min_title_views
         popularity = {"kind": "views", "note": f"views summed over {config.pageviews}", "stats": dict(view_stats)}
@@ -234,8 +305,11 @@ def _titles(con, views, articles: int, config: QueryConfig, thresholds: dict):
         minimum = config.scaled(config.min_title_inlinks, articles, REFERENCE_ARTICLES)
         thresholds["min_title_inlinks"] = minimum
         popularity = {"kind": "inlinks", "note": PROXY_NOTE}
-    rows = [(titles.title_query(t), p) for t, p in zip(joined["title"].to_pylist(), joined["popularity"].to_pylist())
-            if p >= minimum]
+    rows = [
+        (titles.title_query(t), p)
+        for t, p in zip(joined["title"].to_pylist(), joined["popularity"].to_pylist())
+        if p >= minimum
+    ]
     table = pa.table({"query": [q for q, _ in rows], "popularity": pa.array([p for _, p in rows], pa.int64())})
     return table, popularity
 
@@ -274,8 +348,7 @@ def count_dump(ray, dump: str, index: str | None, work_dir: str, workers: int, c
     with wikipedia.open_binary(dump) as handle:
         size = handle.seek(0, os.SEEK_END)
         handle.seek(0)
-        progress = tqdm(total=size, unit="B", unit_scale=True, desc="counting dump", file=sys.stderr,
-                        disable=None)
+        progress = tqdm(total=size, unit="B", unit_scale=True, desc="counting dump", file=sys.stderr, disable=None)
         if index:
             count_range = ray.remote(num_cpus=1)(counts.count_byte_range)
             if dump.startswith("s3://"):  # workers open the dump themselves: they need the endpoint and credentials

@@ -30,69 +30,144 @@ HELP = "build the corpus: curate a candidate pool against the query list, then d
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = CurateConfig()
-    parser.add_argument("--pool", required=True, nargs="+",
-                        help="pool file(s) or folder(s): .parquet, .csv, .tsv, .jsonl; local or s3://")
-    parser.add_argument("--queries", required=True, help="the Parquet from `wit queries`, or a text file, one query per line")
+    parser.add_argument(
+        "--pool",
+        required=True,
+        nargs="+",
+        help="pool file(s) or folder(s): .parquet, .csv, .tsv, .jsonl; local or s3://",
+    )
+    parser.add_argument(
+        "--queries", required=True, help="the Parquet from `wit queries`, or a text file, one query per line"
+    )
     parser.add_argument("--out", required=True, help="output folder (local or s3://)")
     parser.add_argument("--cap", type=int, default=d.cap, help=f"at most this many pairs per query (paper: {d.cap:,})")
-    parser.add_argument("--balance", choices=BALANCE_MODES, default=d.balance,
-                        help="paper: hard cap per attributed query (default); metaclip: MetaCLIP's sampling")
+    parser.add_argument(
+        "--balance",
+        choices=BALANCE_MODES,
+        default=d.balance,
+        help="paper: hard cap per attributed query (default); metaclip: MetaCLIP's sampling",
+    )
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of every random choice (default 0)")
     parser.add_argument("--languages", default=",".join(d.languages), help="comma-separated codes to keep (default en)")
-    parser.add_argument("--lang-threshold", type=float, default=d.lang_threshold,
-                        help=f"minimum lid.176 score of the top language (default {d.lang_threshold})")
+    parser.add_argument(
+        "--lang-threshold",
+        type=float,
+        default=d.lang_threshold,
+        help=f"minimum lid.176 score of the top language (default {d.lang_threshold})",
+    )
     parser.add_argument("--url-col", default=d.url_col, help="url column of the pool (default url)")
     parser.add_argument("--text-col", default=d.text_col, help="text column of the pool (default text)")
     parser.add_argument("--uid-col", default=d.uid_col, help="uid column; absent -> '<file>:<row>' (default uid)")
-    parser.add_argument("--max-chars", type=int, default=d.max_chars,
-                        help=f"cut stored captions to this length; matching sees the whole text (default {d.max_chars})")
-    parser.add_argument("--stop-after", choices=STAGES, default="download",
-                        help="last stage to run: curate (select pairs only) or download (default)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="actors per stateful stage (language id, match); default: the cluster's CPUs")
+    parser.add_argument(
+        "--max-chars",
+        type=int,
+        default=d.max_chars,
+        help=f"cut stored captions to this length; matching sees the whole text (default {d.max_chars})",
+    )
+    parser.add_argument(
+        "--stop-after",
+        choices=STAGES,
+        default="download",
+        help="last stage to run: curate (select pairs only) or download (default)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="actors per stateful stage (language id, match); default: the cluster's CPUs",
+    )
     parser.add_argument("--batch-size", type=int, default=4096, help="rows per batch (default 4096)")
     parser.add_argument("--local", action="store_true", help="run in this process without Ray (same output)")
-    parser.add_argument("--force", action="store_true",
-                        help="rebuild OUT from scratch (curation and shards), e.g. after the pool or query list changed")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="rebuild OUT from scratch (curation and shards), e.g. after the pool or query list changed",
+    )
     g = parser.add_argument_group("download (img2dataset; defaults: wit_builder/download/img2dataset_job.py)")
-    g.add_argument("--allow-hosts", default=None,
-                   help="HOST[:PORT],... exempt from the address policy (e.g. a loopback demo web 127.0.0.1:8777)")
+    g.add_argument(
+        "--allow-hosts",
+        default=None,
+        help="HOST[:PORT],... exempt from the address policy (e.g. a loopback demo web 127.0.0.1:8777)",
+    )
     g.add_argument("--image-size", type=int, default=None, help="shorter side after resize (default 256)")
     g.add_argument("--resize-mode", default=None, help="img2dataset resize mode (default keep_ratio)")
-    g.add_argument("--min-image-size", type=int, default=None, help="drop images with a smaller shorter side (default 0)")
+    g.add_argument(
+        "--min-image-size", type=int, default=None, help="drop images with a smaller shorter side (default 0)"
+    )
     g.add_argument("--shard-size", type=int, default=None, help="pairs per shard (default 10000)")
-    g.add_argument("--processes", type=int, default=None,
-                   help="download processes with --local / --distributor multiprocessing (default: CPU count)")
+    g.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="download processes with --local / --distributor multiprocessing (default: CPU count)",
+    )
     g.add_argument("--threads", type=int, default=None, help="fetch threads per process or Ray task (default 32)")
     g.add_argument("--timeout", type=float, default=None, help="seconds a socket may wait for data (default 10)")
-    g.add_argument("--request-deadline", type=float, default=None,
-                   help="seconds one request may take in all, connect to last byte, redirects included (default 30)")
+    g.add_argument(
+        "--request-deadline",
+        type=float,
+        default=None,
+        help="seconds one request may take in all, connect to last byte, redirects included (default 30)",
+    )
     g.add_argument("--retries", type=int, default=None, help="extra attempts for transient failures (default 2)")
-    g.add_argument("--shard-retries", type=int, default=None,
-                   help="reruns of a shard that failed as a whole or whose worker died or got stuck (default 1)")
-    g.add_argument("--distributor", choices=("multiprocessing", "ray"), default=None,
-                   help="ray: a task per shard over the cluster (default); multiprocessing: this machine (--local)")
+    g.add_argument(
+        "--shard-retries",
+        type=int,
+        default=None,
+        help="reruns of a shard that failed as a whole or whose worker died or got stuck (default 1)",
+    )
+    g.add_argument(
+        "--distributor",
+        choices=("multiprocessing", "ray"),
+        default=None,
+        help="ray: a task per shard over the cluster (default); multiprocessing: this machine (--local)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> BuildConfig:
-    curate = CurateConfig(url_col=args.url_col, text_col=args.text_col, uid_col=args.uid_col, max_chars=args.max_chars,
-                          languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
-                          lang_threshold=args.lang_threshold, cap=args.cap, balance=args.balance, seed=args.seed)
+    curate = CurateConfig(
+        url_col=args.url_col,
+        text_col=args.text_col,
+        uid_col=args.uid_col,
+        max_chars=args.max_chars,
+        languages=tuple(x.strip() for x in args.languages.split(",") if x.strip()),
+        lang_threshold=args.lang_threshold,
+        cap=args.cap,
+        balance=args.balance,
+        seed=args.seed,
+    )
     download = None
     if args.stop_after == "download":
         from wit_builder.download.img2dataset_job import config_from_dict
 
-        values = {"image_size": args.image_size, "resize_mode": args.resize_mode, "min_image_size": args.min_image_size,
-                  "number_sample_per_shard": args.shard_size, "processes_count": args.processes,
-                  "thread_count": args.threads, "timeout": args.timeout, "request_deadline": args.request_deadline,
-                  "retries": args.retries, "shard_retries": args.shard_retries,
-                  "distributor": args.distributor or ("multiprocessing" if args.local else "ray")}
+        values = {
+            "image_size": args.image_size,
+            "resize_mode": args.resize_mode,
+            "min_image_size": args.min_image_size,
+            "number_sample_per_shard": args.shard_size,
+            "processes_count": args.processes,
+            "thread_count": args.threads,
+            "timeout": args.timeout,
+            "request_deadline": args.request_deadline,
+            "retries": args.retries,
+            "shard_retries": args.shard_retries,
+            "distributor": args.distributor or ("multiprocessing" if args.local else "ray"),
+        }
         if args.allow_hosts:
             values["allow_hosts"] = tuple(h.strip() for h in args.allow_hosts.split(",") if h.strip())
         download = config_from_dict({k: v for k, v in values.items() if v is not None})
-    return BuildConfig(pool=tuple(args.pool), queries=args.queries, out=args.out.rstrip("/"), curate=curate,
-                       stop_after=args.stop_after, workers=args.workers, batch_size=args.batch_size, local=args.local,
-                       force=args.force, download=download)
+    return BuildConfig(
+        pool=tuple(args.pool),
+        queries=args.queries,
+        out=args.out.rstrip("/"),
+        curate=curate,
+        stop_after=args.stop_after,
+        workers=args.workers,
+        batch_size=args.batch_size,
+        local=args.local,
+        force=args.force,
+        download=download,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,6 +201,7 @@ def curate_on_ray(folder, files, queries, cfg, *, workers=None, batch_size=4096)
     import ray
 
     from pipelines import _ray
+    from wit_builder import layout
     from wit_builder.curate import accounting_table, curated_table, curation_stages, query_counts, query_counts_table
     from wit_builder.errors import WitError
     from wit_builder.schema import CURATED_SCHEMA, QUERY_COUNTS_SCHEMA
@@ -140,26 +216,35 @@ def curate_on_ray(folder, files, queries, cfg, *, workers=None, batch_size=4096)
     workers = workers or cpus
     n = len(queries)
     ds = ray.data.from_items([{"path": f} for f in files], override_num_blocks=len(files))
-    ds = ds.map_batches(functools.partial(_read_files, cfg=cfg, rows=batch_size), batch_format="pyarrow",
-                        batch_size=1, num_cpus=_ray.TASK_CPUS)
-    final, values, timings = _ray.run_stages(ds, curation_stages(queries, cfg), batch_size=batch_size,
-                                             workers=workers, partitions=max(1, 2 * cpus))
+    ds = ds.map_batches(
+        functools.partial(_read_files, cfg=cfg, rows=batch_size),
+        batch_format="pyarrow",
+        batch_size=1,
+        num_cpus=_ray.TASK_CPUS,
+    )
+    final, values, timings = _ray.run_stages(
+        ds, curation_stages(queries, cfg), batch_size=batch_size, workers=workers, partitions=max(1, 2 * cpus)
+    )
     rows_in = final.count()
     if rows_in == 0:
         raise WitError(f"the pool has no rows ({len(files)} file(s), all empty): check --pool")
     t0 = time.perf_counter()
     queries_ref = _ray.shared(queries)
-    _ray.map_stage(final, _ray.with_shared(accounting_table, queries=queries_ref),
-                   batch_size=batch_size).write_parquet(**_target(folder.accounting))
-    curated = _ray.map_stage(final, _ray.with_shared(functools.partial(curated_table, max_chars=cfg.max_chars),
-                                                     queries=queries_ref), batch_size=batch_size)
+    _ray.map_stage(final, _ray.with_shared(accounting_table, queries=queries_ref), batch_size=batch_size).write_parquet(
+        **_target(folder.accounting)
+    )
+    curated = _ray.map_stage(
+        final,
+        _ray.with_shared(functools.partial(curated_table, max_chars=cfg.max_chars), queries=queries_ref),
+        batch_size=batch_size,
+    )
     curated.write_parquet(**_target(folder.curated))
     if not folder.has_curation():  # nothing selected: an empty table still says so, with its schema
-        folder.write_table(CURATED_SCHEMA.empty_table(), folder.path("curated", "part-00000.parquet"), CURATED_SCHEMA)
-    counts = _ray.sum_arrays(final, functools.partial(query_counts, n=n, max_chars=cfg.max_chars), 3 * n + 1,
-                             batch_size=batch_size)
-    folder.write_table(query_counts_table(queries, values["matched"], counts), folder.query_counts,
-                       QUERY_COUNTS_SCHEMA)
+        folder.write_table(CURATED_SCHEMA.empty_table(), folder.part(layout.CURATED), CURATED_SCHEMA)
+    counts = _ray.sum_arrays(
+        final, functools.partial(query_counts, n=n, max_chars=cfg.max_chars), 3 * n + 1, batch_size=batch_size
+    )
+    folder.write_table(query_counts_table(queries, values["matched"], counts), folder.query_counts, QUERY_COUNTS_SCHEMA)
     timings["write"] = time.perf_counter() - t0
     return {"rows_in": rows_in, "timings": timings, "workers": workers, "texts_cut": int(counts[-1])}
 

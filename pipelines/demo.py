@@ -33,9 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the web's noise (default 0)")
     parser.add_argument("--limit", type=int, default=None, help="images per collection (a quicker, smaller demo)")
     parser.add_argument("--check", type=int, default=500, help="URLs to check by round trip (default %(default)s)")
-    parser.add_argument("--cap", type=int, default=DEMO_CAP,
-                        help="pairs per query for the demo's balancing (default %(default)s; the paper's 20,000 is "
-                        "for 400M pairs and would keep everything of a 100k pool)")
+    parser.add_argument(
+        "--cap",
+        type=int,
+        default=DEMO_CAP,
+        help="pairs per query for the demo's balancing (default %(default)s; the paper's 20,000 is "
+        "for 400M pairs and would keep everything of a 100k pool)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild every step, even when up to date")
 
 
@@ -57,8 +61,9 @@ def run(args: argparse.Namespace) -> int:
     timings: dict[str, float] = {}
 
     start = _step(1, "web: build the demo web and its candidate pool")
-    web = build_web(web_dir, WebConfig(base_url=f"http://127.0.0.1:{args.port}", seed=args.seed, limit=args.limit),
-                    force=args.force)
+    web = build_web(
+        web_dir, WebConfig(base_url=f"http://127.0.0.1:{args.port}", seed=args.seed, limit=args.limit), force=args.force
+    )
     print(format_summary(web))
     timings["web"] = time.time() - start
 
@@ -108,20 +113,27 @@ def _print_summary(out, web_dir, web, result, queries, manifest, timings) -> Non
     build_dir = manifest["out"]
     print("\n== summary ==")
     print(f"  web      {web.pairs:>9,} candidate pairs, {web.images:,} images, {web.urls:,} URLs   {web_dir}")
-    print(f"  serve    {result.get('ok', 0):>9,} URLs returned their exact bytes, "
-          f"{result.get('dead_link_404', 0):,} dead links answered 404")
+    print(
+        f"  serve    {result.get('ok', 0):>9,} URLs returned their exact bytes, "
+        f"{result.get('dead_link_404', 0):,} dead links answered 404"
+    )
     print(f"  queries  {queries:>9,} queries   {out}/queries.parquet")
     reasons = manifest["counts"]["reasons"]
     download = manifest["counts"]["download"]
-    print(f"  curate   {reasons.get('selected', 0):>9,} pairs selected for download, "
-          f"{sum(reasons.values()) - reasons.get('selected', 0):,} filtered with a reason")
-    rate = (f"{download['images_per_s']:.1f} images/s" if download.get("images_this_run")
-            else "finished shards reused")
-    print(f"  download {download['kept']:>9,} images in {download['shards']} shard(s), {download['failed']:,} failed "
-          f"({rate})   {build_dir}/shards")
+    print(
+        f"  curate   {reasons.get('selected', 0):>9,} pairs selected for download, "
+        f"{sum(reasons.values()) - reasons.get('selected', 0):,} filtered with a reason"
+    )
+    rate = f"{download['images_per_s']:.1f} images/s" if download.get("images_this_run") else "finished shards reused"
+    print(
+        f"  download {download['kept']:>9,} images in {download['shards']} shard(s), {download['failed']:,} failed "
+        f"({rate})   {build_dir}/shards"
+    )
     print("  time     " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f'\nTry: wit sql {web_dir} "SELECT source, count(*) AS pairs FROM pool GROUP BY 1 ORDER BY 2 DESC LIMIT 10"')
-    print(f'     wit sql {build_dir} "SELECT status, reason, count(*) AS n FROM accounting GROUP BY ALL ORDER BY n DESC"')
+    print(
+        f'     wit sql {build_dir} "SELECT status, reason, count(*) AS n FROM accounting GROUP BY ALL ORDER BY n DESC"'
+    )
 
 
 def _queries(out: str, force: bool) -> tuple[int, bool]:
@@ -163,7 +175,6 @@ def _ensure_head() -> bool:
 def _build(out: str, web_dir: str, port: int, cap: int, force: bool) -> dict:
     """Submit pipelines/build_wit.py with `ray job submit`, exactly as a user does; its output streams here.
     `force` rebuilds the corpus from scratch (the web or the query list changed since the last demo)."""
-    import json
     import subprocess
     from pathlib import Path
 
@@ -173,14 +184,37 @@ def _build(out: str, web_dir: str, port: int, cap: int, force: bool) -> dict:
 
     repo = Path(pipelines.__file__).resolve().parents[1]
     build_dir = os.path.join(out, "build" if cap == DEMO_CAP else f"build-cap{cap}")
-    command = [_ray_cli(), "job", "submit", "--working-dir", str(repo), "--", "python", "pipelines/build_wit.py",
-               "--pool", os.path.join(web_dir, "pool.parquet"), "--queries", os.path.join(out, "queries.parquet"),
-               "--out", build_dir, "--cap", str(cap), "--allow-hosts", f"127.0.0.1:{port}", "--shard-size", "1000",
-               *(["--force"] if force else [])]
+    command = [
+        _ray_cli(),
+        "job",
+        "submit",
+        "--working-dir",
+        str(repo),
+        "--",
+        "python",
+        "pipelines/build_wit.py",
+        "--pool",
+        os.path.join(web_dir, "pool.parquet"),
+        "--queries",
+        os.path.join(out, "queries.parquet"),
+        "--out",
+        build_dir,
+        "--cap",
+        str(cap),
+        "--allow-hosts",
+        f"127.0.0.1:{port}",
+        "--shard-size",
+        "1000",
+        *(["--force"] if force else []),
+    ]
     print("$ ray job submit --working-dir . -- python pipelines/build_wit.py " + " ".join(command[8:]), flush=True)
     if subprocess.run(command, env=cli_env()).returncode != 0:
-        raise WitError(f"the build job failed (its log is above): rerun `wit demo` to resume into {build_dir}, "
-                       "or `wit demo --force` to rebuild everything from scratch")
-    manifest = json.loads(Path(build_dir, "manifest.json").read_text())
+        raise WitError(
+            f"the build job failed (its log is above): rerun `wit demo` to resume into {build_dir}, "
+            "or `wit demo --force` to rebuild everything from scratch"
+        )
+    from wit_builder.layout import BuildFolder
+
+    manifest = BuildFolder(str(build_dir)).read_manifest()
     manifest["out"] = build_dir
     return manifest

@@ -1,8 +1,8 @@
 """Start and stop a local Ray head with the settings that work on these machines (pipelines/ray_env.py).
 
-  wit ray start              # head on 127.0.0.1, 2 CPUs, 4 GB object store, jobs API on http://127.0.0.1:8265
-  ray job submit --working-dir . -- python pipelines/build_wit.py ...   (after: eval "$(wit ray env)")
-  wit ray stop
+wit ray start              # head on 127.0.0.1, 2 CPUs, 4 GB object store, jobs API on http://127.0.0.1:8265
+ray job submit --working-dir . -- python pipelines/build_wit.py ...   (after: eval "$(wit ray env)")
+wit ray stop
 """
 
 from __future__ import annotations
@@ -20,9 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     start = sub.add_parser("start", help="start a head node on 127.0.0.1")
     start.add_argument("--num-cpus", type=int, default=os.cpu_count(), help="CPUs the head offers (default: all)")
-    start.add_argument("--object-store-memory", type=int, default=4_000_000_000,
-                       help="bytes of shared memory for Ray's object store (default 4 GB: room for the download "
-                            "workers and two trainer processes in 24 GB)")
+    start.add_argument(
+        "--object-store-memory",
+        type=int,
+        default=4_000_000_000,
+        help="bytes of shared memory for Ray's object store (default 4 GB: room for the download "
+        "workers and two trainer processes in 24 GB)",
+    )
     start.add_argument("--port", type=int, default=6379, help="GCS port (default 6379)")
     sub.add_parser("stop", help="stop every Ray process of this user on this machine")
     sub.add_parser("status", help="show the cluster's resources")
@@ -72,9 +76,16 @@ def start_head(num_cpus: int | None = None, object_store_memory: int = 4_000_000
     """`ray start --head` on loopback with the settings of pipelines/ray_env.py."""
     from pipelines import ray_env
 
-    _ray("start", "--head", f"--port={port}", f"--num-cpus={num_cpus or os.cpu_count()}",
-         f"--object-store-memory={object_store_memory}", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={ray_env.DASHBOARD_PORT}", "--disable-usage-stats")
+    _ray(
+        "start",
+        "--head",
+        f"--port={port}",
+        f"--num-cpus={num_cpus or os.cpu_count()}",
+        f"--object-store-memory={object_store_memory}",
+        "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={ray_env.DASHBOARD_PORT}",
+        "--disable-usage-stats",
+    )
 
 
 def stop_head() -> str:
@@ -96,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.action == "start":
         start_head(args.num_cpus, args.object_store_memory, args.port)
         print(f"Ray head running on 127.0.0.1:{args.port}; jobs API {ray_env.RAY_ENV['RAY_API_SERVER_ADDRESS']}")
-        print('Submit jobs with:  eval "$(wit ray env)"; ray job submit --working-dir . -- python pipelines/build_wit.py ...')
+        print(
+            'Submit jobs with:  eval "$(wit ray env)"; ray job submit --working-dir . -- python pipelines/build_wit.py ...'
+        )
     elif args.action == "stop":
         print(stop_head())
     else:

@@ -29,7 +29,9 @@ BOOTSTRAP_CONFIG = Path.home() / "ray_bootstrap_config.yaml"
 def ensure_bootstrap_config(path: Path = BOOTSTRAP_CONFIG) -> None:
     """Create Ray's bootstrap file (what the cluster launcher writes) when absent; never overwrite one that exists."""
     if not path.exists():
-        path.write_text("# written by wit: stops Ray probing the cloud metadata address at start-up\nprovider: {type: local}\n")
+        path.write_text(
+            "# written by wit: stops Ray probing the cloud metadata address at start-up\nprovider: {type: local}\n"
+        )
 
 
 def apply() -> dict[str, str]:

@@ -17,10 +17,15 @@ HELP = "query a wit folder's Parquet files with DuckDB SQL (views: pool, ...)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="a folder written by a wit command (local or s3://), or one .parquet file")
     parser.add_argument("query", nargs="?", help='SQL, e.g. "SELECT count(*) FROM pool"')
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                        help="table (readable, default), csv or json (one JSON array; machine-readable)")
-    parser.add_argument("--max-rows", type=int, default=50,
-                        help="rows shown by --format table (default 50; csv/json print all)")
+    parser.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="table (readable, default), csv or json (one JSON array; machine-readable)",
+    )
+    parser.add_argument(
+        "--max-rows", type=int, default=50, help="rows shown by --format table (default 50; csv/json print all)"
+    )
     parser.add_argument("--tables", action="store_true", help="list the views found under PATH and their row counts")
 
 

@@ -1,8 +1,8 @@
 """Build and serve the embedded demo web: real clip art, Tux Paint stamps and emoji, with a candidate pool.
 
-  wit web build --out DIR        images under DIR/img, DIR/pool.parquet (uid, url, text, source, ...), DIR/web.json
-  wit web serve DIR              serve DIR on http://127.0.0.1:<the port its URLs name> until Ctrl-C
-  wit sql DIR "SELECT source, count(*) FROM pool GROUP BY 1"
+wit web build --out DIR        images under DIR/img, DIR/pool.parquet (uid, url, text, source, ...), DIR/web.json
+wit web serve DIR              serve DIR on http://127.0.0.1:<the port its URLs name> until Ctrl-C
+wit sql DIR "SELECT source, count(*) FROM pool GROUP BY 1"
 """
 
 from __future__ import annotations
@@ -17,12 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
     build = sub.add_parser("build", help="write images, pool.parquet and web.json under --out")
     build.add_argument("--out", required=True, help="folder to build the web in")
-    build.add_argument("--base-url", default="http://127.0.0.1:8777",
-                       help="where the web will be served; the pool's URLs start with it (default %(default)s)")
+    build.add_argument(
+        "--base-url",
+        default="http://127.0.0.1:8777",
+        help="where the web will be served; the pool's URLs start with it (default %(default)s)",
+    )
     build.add_argument("--seed", type=int, default=0, help="seed of the web-like noise (default 0)")
     build.add_argument("--limit", type=int, default=None, help="images per collection (quick builds; default all)")
-    build.add_argument("--collections", default="openclipart,tuxpaint,emoji",
-                       help="comma-separated collections (default %(default)s)")
+    build.add_argument(
+        "--collections", default="openclipart,tuxpaint,emoji", help="comma-separated collections (default %(default)s)"
+    )
     build.add_argument("--force", action="store_true", help="rebuild even when DIR is up to date")
     serve = sub.add_parser("serve", help="serve a built web over HTTP on 127.0.0.1")
     serve.add_argument("dir", help="a folder written by `wit web build`")
@@ -39,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from wit_builder.web.build import WebConfig, build_web
 
-    cfg = WebConfig(base_url=args.base_url, seed=args.seed, limit=args.limit,
-                    collections=tuple(c.strip() for c in args.collections.split(",") if c.strip()))
+    cfg = WebConfig(
+        base_url=args.base_url,
+        seed=args.seed,
+        limit=args.limit,
+        collections=tuple(c.strip() for c in args.collections.split(",") if c.strip()),
+    )
     summary = build_web(args.out, cfg, force=args.force)
     print(format_summary(summary))
     return 0
@@ -64,8 +72,10 @@ def format_summary(summary) -> str:
             for kind, n in kinds.items():
                 lines.append(f"  {kind.split('/', 1)[1]:<26}{n:>9,}")
     lines.append(f"{'total pairs':<28}{summary.pairs:>9,}")
-    lines.append(f"images {summary.images:,} · distinct URLs {summary.urls:,} · "
-                 f"files identical to another {summary.duplicate_image_files:,}")
+    lines.append(
+        f"images {summary.images:,} · distinct URLs {summary.urls:,} · "
+        f"files identical to another {summary.duplicate_image_files:,}"
+    )
     lines.append("noise: " + ", ".join(f"{k} {v:,}" for k, v in summary.noise.items()))
     if summary.skipped:
         lines.append("skipped: " + ", ".join(f"{k} {v:,}" for k, v in summary.skipped.items()))

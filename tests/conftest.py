@@ -5,11 +5,11 @@ SeaweedFS S3 server on loopback (`s3_server`, `s3_env`) and the loopback image w
 from __future__ import annotations
 
 import pytest
-
 from image_web import image_web  # noqa: F401 - session fixture
 from net_guard import GUARD  # installs the audit hook at collection time
-from pipelines import ray_env
 from s3_server import s3_env, s3_server  # noqa: F401 - session fixtures
+
+from pipelines import ray_env
 
 ray_env.apply()  # loopback binding, auth mode, no metadata probe: before any test touches Ray
 
@@ -29,8 +29,9 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=500_000_000,
-                 log_to_driver=False)
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False, object_store_memory=500_000_000, log_to_driver=False
+        )
     yield ray
     ray.shutdown()
 

@@ -153,7 +153,7 @@ def _handler(web_ref: list):
             try:
                 while time.monotonic() - start < HOLD_SECONDS:
                     if drip:
-                        self.wfile.write(drip[sent % len(drip):][:1])
+                        self.wfile.write(drip[sent % len(drip) :][:1])
                         sent += 1
                     if select.select([self.connection], [], [], 1.0)[0] and not self.connection.recv(1):
                         break  # end of stream: the client shut its socket
@@ -188,7 +188,7 @@ def _handler(web_ref: list):
                 return self.send(200, make_image(333, 300, "png", 11))
             if path.startswith("/call/"):
                 with web.lock:
-                    hook = web.hooks.pop(path[len("/call/"):].removesuffix(".png"), None)
+                    hook = web.hooks.pop(path[len("/call/") :].removesuffix(".png"), None)
                 if hook is not None:
                     hook()
                 return self.send(200, make_image(333, 300, "png", 11))

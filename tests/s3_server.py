@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 
 import pytest
-
 from ports import free_ports
 
 CREDENTIALS = {
@@ -37,9 +36,13 @@ def s3_config(path: str) -> str:
     """An identity file giving the test key every S3 action (SeaweedFS refuses unknown keys once IAM is on)."""
     import json
 
-    identity = {"name": "wit", "credentials": [{"accessKey": CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                                                "secretKey": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}],
-                "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+    identity = {
+        "name": "wit",
+        "credentials": [
+            {"accessKey": CREDENTIALS["AWS_ACCESS_KEY_ID"], "secretKey": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+        ],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
     with open(path, "w") as f:
         json.dump({"identities": [identity]}, f)
     return path
@@ -50,12 +53,28 @@ def weed_command(weed: str, data_dir: str, ports: list[int]) -> list[str]:
     s3, s3_grpc, master, master_grpc, volume, volume_grpc, filer, filer_grpc, metrics = ports
     config = s3_config(os.path.join(data_dir, "s3.json"))
     return [
-        weed, "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data_dir}",
-        "-s3", f"-s3.port={s3}", f"-s3.config={config}", f"-s3.port.grpc={s3_grpc}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-        f"-master.port={master}", f"-master.port.grpc={master_grpc}", "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=64", f"-volume.port={volume}", f"-volume.port.grpc={volume_grpc}",
-        "-volume.max=8", f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}",
-        "-metricsIp=127.0.0.1", f"-metricsPort={metrics}",
+        weed,
+        "server",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-dir={data_dir}",
+        "-s3",
+        f"-s3.port={s3}",
+        f"-s3.config={config}",
+        f"-s3.port.grpc={s3_grpc}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-master.port={master}",
+        f"-master.port.grpc={master_grpc}",
+        "-master.telemetry=false",
+        "-master.volumeSizeLimitMB=64",
+        f"-volume.port={volume}",
+        f"-volume.port.grpc={volume_grpc}",
+        "-volume.max=8",
+        f"-filer.port={filer}",
+        f"-filer.port.grpc={filer_grpc}",
+        "-metricsIp=127.0.0.1",
+        f"-metricsPort={metrics}",
     ]
 
 
@@ -74,8 +93,13 @@ class SeaweedS3:
     def client(self):
         import boto3
 
-        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name="us-east-1",
+        )
 
 
 def start(data_dir: str, bucket: str = "wit", timeout: float = 90.0, ports: list[int] | None = None) -> SeaweedS3:
@@ -87,8 +111,9 @@ def start(data_dir: str, bucket: str = "wit", timeout: float = 90.0, ports: list
     ports = ports or free_ports(9)
     log_path = os.path.join(data_dir, "weed.log")
     log = open(log_path, "ab")
-    process = subprocess.Popen(weed_command(weed, data_dir, ports), stdout=log, stderr=subprocess.STDOUT,
-                               cwd=data_dir, start_new_session=True)
+    process = subprocess.Popen(
+        weed_command(weed, data_dir, ports), stdout=log, stderr=subprocess.STDOUT, cwd=data_dir, start_new_session=True
+    )
     server = SeaweedS3(f"http://127.0.0.1:{ports[0]}", bucket, process, log_path, data_dir, ports)
     client = server.client()
     deadline = time.monotonic() + timeout

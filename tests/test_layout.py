@@ -25,8 +25,11 @@ def shadowed(names: list[str]) -> list[str]:
     try:
         # only what a user's interpreter sees: the stdlib and site-packages, not the repo (pytest puts test folders
         # such as tests/wit_builder on sys.path, where web/ is a namespace package)
-        sys.path[:] = [p for p in saved if not Path(p or ".").resolve().is_relative_to(REPO)
-                       or Path(p).resolve().is_relative_to(prefix)]
+        sys.path[:] = [
+            p
+            for p in saved
+            if not Path(p or ".").resolve().is_relative_to(REPO) or Path(p).resolve().is_relative_to(prefix)
+        ]
         for name in names:
             if name in sys.builtin_module_names or importlib.util.find_spec(name) is not None:
                 found.append(name)

@@ -31,8 +31,12 @@ log = logging.getLogger("wit.build")
 Curator = Callable[..., dict]
 
 
-def build(cfg: BuildConfig, curator: Curator = curate_local, engine: str = "local",
-          before_download: Callable[[], None] | None = None) -> dict:
+def build(
+    cfg: BuildConfig,
+    curator: Curator = curate_local,
+    engine: str = "local",
+    before_download: Callable[[], None] | None = None,
+) -> dict:
     """Run the build; returns the manifest (with a printable 'report')."""
     started = time.perf_counter()
     folder = BuildFolder(cfg.out)
@@ -44,12 +48,18 @@ def build(cfg: BuildConfig, curator: Curator = curate_local, engine: str = "loca
     manifest = finished_curation(cfg, folder, stamps)
     if manifest is None:
         queries, skipped = load_queries(cfg.queries)
-        log.info("pool: %d file(s); queries: %s entries (%d empty, %d duplicate skipped)", len(files),
-                 f"{len(queries):,}", skipped["empty"], skipped["duplicate"])
+        log.info(
+            "pool: %d file(s); queries: %s entries (%d empty, %d duplicate skipped)",
+            len(files),
+            f"{len(queries):,}",
+            skipped["empty"],
+            skipped["duplicate"],
+        )
         folder.clear()
         run = curator(folder, files, queries, cfg.curate)
-        manifest = _finish_curation(cfg, folder, files, stamps, queries, skipped, run, engine,
-                                    time.perf_counter() - started)
+        manifest = _finish_curation(
+            cfg, folder, files, stamps, queries, skipped, run, engine, time.perf_counter() - started
+        )
     else:
         log.info("curate: already done in %s with the same config (manifest.json): reusing it", cfg.out)
         manifest["curate_reused"] = True
@@ -60,8 +70,10 @@ def build(cfg: BuildConfig, curator: Curator = curate_local, engine: str = "loca
         manifest = download(cfg, folder, manifest)
         report += download_report(cfg, manifest)
     else:
-        report.append(f"stopped after curate; try: wit sql {cfg.out} \"SELECT status, reason, count(*) FROM accounting "
-                      "GROUP BY ALL\"")
+        report.append(
+            f'stopped after curate; try: wit sql {cfg.out} "SELECT status, reason, count(*) FROM accounting '
+            'GROUP BY ALL"'
+        )
     manifest["report"] = "\n".join(report)
     return manifest
 
@@ -78,12 +90,16 @@ def finished_curation(cfg: BuildConfig, folder: BuildFolder, stamps: list) -> di
     diffs = [f"--{k}" for k in ("pool", "queries") if old.get(k) != wanted[k]]
     diffs += [f"--{k.replace('_', '-')}" for k, v in wanted["curate"].items() if old.get("curate", {}).get(k) != v]
     if diffs:
-        raise WitError(f"{cfg.out} already holds a build with a different {', '.join(diffs)} (see its manifest.json): "
-                       f"use a new --out, or rerun with the same settings to resume")
+        raise WitError(
+            f"{cfg.out} already holds a build with a different {', '.join(diffs)} (see its manifest.json): "
+            f"use a new --out, or rerun with the same settings to resume"
+        )
     if found.get("inputs", {}).get("stamps") != stamps:
         changed = [now[0] for before, now in zip(found.get("inputs", {}).get("stamps") or [], stamps) if before != now]
-        raise WitError(f"{cfg.out} was built from other contents of {', '.join(changed) or 'its inputs'} (their "
-                       f"sha256 or S3 ETag changed): rerun with --force to rebuild it, or use a new --out")
+        raise WitError(
+            f"{cfg.out} was built from other contents of {', '.join(changed) or 'its inputs'} (their "
+            f"sha256 or S3 ETag changed): rerun with --force to rebuild it, or use a new --out"
+        )
     return found if folder.has_curation() else None
 
 
@@ -92,22 +108,36 @@ def _finish_curation(cfg, folder, files, stamps, queries, skipped, run, engine, 
     con, _ = catalog.connect(folder.root)
     total, distinct = con.execute("SELECT count(*), count(DISTINCT uid) FROM accounting").fetchone()
     if total != run["rows_in"] or distinct != total:
-        raise WitError(f"accounting invariant broken: {run['rows_in']:,} rows in, {total:,} accounted, "
-                       f"{distinct:,} distinct uids (are the pool's uids unique?)")
-    reasons = {(ledger.SELECTED if r is None else r): k for r, k in con.execute(
-        "SELECT reason, count(*) FROM accounting GROUP BY 1").fetchall()}
+        raise WitError(
+            f"accounting invariant broken: {run['rows_in']:,} rows in, {total:,} accounted, "
+            f"{distinct:,} distinct uids (are the pool's uids unique?)"
+        )
+    reasons = {
+        (ledger.SELECTED if r is None else r): k
+        for r, k in con.execute("SELECT reason, count(*) FROM accounting GROUP BY 1").fetchall()
+    }
     over = con.execute("SELECT count(*) FROM query_counts WHERE kept_attributed > ?", [cfg.curate.cap]).fetchone()[0]
     if cfg.curate.balance == "paper" and over:
         raise WitError(f"{over} queries have more than --cap {cfg.curate.cap} attributed pairs: a bug, please report")
     manifest = {
         "finished_stage": "curate",
-        "inputs": {"pool": files, "queries": cfg.queries, "n_queries": len(queries), "queries_skipped": skipped,
-                   "stamps": stamps},
+        "inputs": {
+            "pool": files,
+            "queries": cfg.queries,
+            "n_queries": len(queries),
+            "queries_skipped": skipped,
+            "stamps": stamps,
+        },
         "config": cfg.to_dict(),
-        "engine": engine, "workers": run["workers"],
+        "engine": engine,
+        "workers": run["workers"],
         "versions": _versions(),
-        "counts": {"rows_in": run["rows_in"], "reasons": reasons, "funnel": dict(ledger.funnel(reasons)),
-                   "texts_cut": run["texts_cut"]},
+        "counts": {
+            "rows_in": run["rows_in"],
+            "reasons": reasons,
+            "funnel": dict(ledger.funnel(reasons)),
+            "texts_cut": run["texts_cut"],
+        },
         "timings_s": {k: round(v, 3) for k, v in run["timings"].items()} | {"total": round(elapsed, 3)},
     }
     folder.write_manifest(manifest)
@@ -145,8 +175,13 @@ def download(cfg: BuildConfig, folder: BuildFolder, manifest: dict) -> dict:
     pairs = folder.read_curated()
     if pairs.num_rows == 0:
         raise WitError(f"{folder.curated} holds no pairs: nothing to download (see the funnel above)")
-    log.info("download: %s pairs into %s (%s, %d pairs per shard)", f"{pairs.num_rows:,}", folder.shards,
-             dcfg.distributor, dcfg.number_sample_per_shard)
+    log.info(
+        "download: %s pairs into %s (%s, %d pairs per shard)",
+        f"{pairs.num_rows:,}",
+        folder.shards,
+        dcfg.distributor,
+        dcfg.number_sample_per_shard,
+    )
     reused = set(folder.finished_shards())
     t0 = time.perf_counter()
     result = download_shards(pairs, folder.shards, dcfg)
@@ -160,12 +195,17 @@ def download(cfg: BuildConfig, folder: BuildFolder, manifest: dict) -> dict:
     con, _ = catalog.connect(folder.root)  # the invariant again, through the views `wit sql` shows
     samples = con.execute("SELECT count(*) FROM samples WHERE status = 'success'").fetchone()[0]
     total, distinct, kept = con.execute(
-        "SELECT count(*), count(DISTINCT uid), count(*) FILTER (status = 'kept') FROM accounting").fetchone()
+        "SELECT count(*), count(DISTINCT uid), count(*) FILTER (status = 'kept') FROM accounting"
+    ).fetchone()
     if total != manifest["counts"]["rows_in"] or distinct != total or kept != samples:
-        raise WitError(f"final accounting broken: {manifest['counts']['rows_in']:,} pool rows, {total:,} accounted "
-                       f"({distinct:,} distinct), {kept:,} kept but {samples:,} samples in {folder.shards}")
-    errors = con.execute(f"SELECT reason, {status.error_group_sql()} AS error, count(*) AS n FROM accounting "
-                         "WHERE status = 'failed' GROUP BY ALL ORDER BY n DESC, error LIMIT 20").fetchall()
+        raise WitError(
+            f"final accounting broken: {manifest['counts']['rows_in']:,} pool rows, {total:,} accounted "
+            f"({distinct:,} distinct), {kept:,} kept but {samples:,} samples in {folder.shards}"
+        )
+    errors = con.execute(
+        f"SELECT reason, {status.error_group_sql()} AS error, count(*) AS n FROM accounting "
+        "WHERE status = 'failed' GROUP BY ALL ORDER BY n DESC, error LIMIT 20"
+    ).fetchall()
     sizes = shards.shard_sizes(folder.shards)
     kept_now = sum(n for name, n in sizes.items() if name[: -len(".tar")] not in reused)  # this run's work only
     merge_s = time.perf_counter() - t0
@@ -174,8 +214,12 @@ def download(cfg: BuildConfig, folder: BuildFolder, manifest: dict) -> dict:
     manifest["config"] = cfg.to_dict() | {"download": dataclasses.asdict(dcfg)}
     manifest["counts"]["outcome"] = outcome
     manifest["counts"]["download"] = {
-        "pairs": pairs.num_rows, "kept": outcome["kept"], "failed": outcome["failed"], "shards": len(sizes),
-        "shards_reused": len(reused & {name[: -len(".tar")] for name in sizes}), "images_this_run": kept_now,
+        "pairs": pairs.num_rows,
+        "kept": outcome["kept"],
+        "failed": outcome["failed"],
+        "shards": len(sizes),
+        "shards_reused": len(reused & {name[: -len(".tar")] for name in sizes}),
+        "images_this_run": kept_now,
         "images_per_s": round(kept_now / download_s, 2) if download_s else None,
         "errors": [{"reason": r, "error": e, "count": n} for r, e, n in errors],
     }

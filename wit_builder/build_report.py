@@ -19,7 +19,9 @@ def distribution_head(qtable: pa.Table, k: int = 10) -> str:
     top = qtable.take(order.slice(0, k)).to_pylist()
     width = max([len(r["query"]) for r in top] + [5])
     lines = [f"  {'query':<{width}}  {'matched':>9}  {'attributed kept':>15}  {'kept (any)':>10}"]
-    lines += [f"  {r['query']:<{width}}  {r['matched']:>9,}  {r['kept_attributed']:>15,}  {r['kept']:>10,}" for r in top]
+    lines += [
+        f"  {r['query']:<{width}}  {r['matched']:>9,}  {r['kept_attributed']:>15,}  {r['kept']:>10,}" for r in top
+    ]
     return "\n".join(lines)
 
 
@@ -32,12 +34,18 @@ def curate_report(cfg, manifest: dict, query_counts: pa.Table) -> list[str]:
     cut = manifest["counts"].get("texts_cut", 0)
     return [
         f"funnel: {funnel_text(reasons).replace(' language ', f' {lang_label} ')}",
-        "filtered: " + ", ".join(f"{r} {k:,}" for r, k in sorted(reasons.items(), key=lambda x: -x[1])
-                                 if r != ledger.SELECTED),
+        "filtered: "
+        + ", ".join(f"{r} {k:,}" for r, k in sorted(reasons.items(), key=lambda x: -x[1]) if r != ledger.SELECTED),
         f"per-query distribution, most matched first (before balancing: matched; after: kept, cap {cfg.curate.cap:,}):",
         distribution_head(query_counts),
-        *([f"texts: {cut:,} selected caption(s) longer than --max-chars {cfg.curate.max_chars:,} were matched whole "
-           "and stored cut"] if cut else []),
+        *(
+            [
+                f"texts: {cut:,} selected caption(s) longer than --max-chars {cfg.curate.max_chars:,} were matched whole "
+                "and stored cut"
+            ]
+            if cut
+            else []
+        ),
         f"curate: wrote {cfg.out}/curated, accounting, query_counts.parquet, manifest.json in {elapsed:.1f} s "
         f"({manifest['engine']}, {manifest['workers']} worker(s)){reused}",
     ]
@@ -57,5 +65,5 @@ def download_report(cfg, manifest: dict) -> list[str]:
         width = max(len(f"{e['count']:,}") for e in d["errors"])
         lines.append("failures by error (most frequent first; reason: error):")
         lines += [f"  {e['count']:>{width},}  {e['reason']}: {e['error']}" for e in d["errors"][:10]]
-    lines.append(f"try: wit sql {cfg.out} \"SELECT status, reason, count(*) FROM accounting GROUP BY ALL\"")
+    lines.append(f'try: wit sql {cfg.out} "SELECT status, reason, count(*) FROM accounting GROUP BY ALL"')
     return lines

@@ -13,15 +13,15 @@ STAGES = ("curate", "download")  # in order; `wit build --stop-after` picks the 
 class CurateConfig:
     """How the candidate pool is turned into the set of pairs to download (wit_builder/curate.py, docs/curation.md)."""
 
-    url_col: str = "url"          # img2dataset's default column names
+    url_col: str = "url"  # img2dataset's default column names
     text_col: str = "text"
-    uid_col: str = "uid"          # used when the pool has it; otherwise uid = "<file name>:<row number>"
-    max_chars: int = 1000         # stored captions are cut to this (CLIP reads 76 tokens); matching sees the whole text
+    uid_col: str = "uid"  # used when the pool has it; otherwise uid = "<file name>:<row number>"
+    max_chars: int = 1000  # stored captions are cut to this (CLIP reads 76 tokens); matching sees the whole text
     languages: tuple[str, ...] = ("en",)  # the paper builds an English corpus (its query list is English)
-    lang_threshold: float = 0.2   # lid.176's top score for short English captions is often 0.2-0.5 ("red apple": 0.26)
-    cap: int = 20_000             # the paper: "up to 20,000 (image, text) pairs per query"; MetaCLIP's t
-    balance: str = "paper"        # paper: a hard cap per attributed query; metaclip: MetaCLIP's sampling, no hard cap
-    seed: int = 0                 # every random choice (dedup winner, kept set) is a keyed hash of (seed, uid)
+    lang_threshold: float = 0.2  # lid.176's top score for short English captions is often 0.2-0.5 ("red apple": 0.26)
+    cap: int = 20_000  # the paper: "up to 20,000 (image, text) pairs per query"; MetaCLIP's t
+    balance: str = "paper"  # paper: a hard cap per attributed query; metaclip: MetaCLIP's sampling, no hard cap
+    seed: int = 0  # every random choice (dedup winner, kept set) is a keyed hash of (seed, uid)
 
     def __post_init__(self):
         from wit_builder.errors import WitError
@@ -50,10 +50,10 @@ class BuildConfig:
     out: str
     curate: CurateConfig = field(default_factory=CurateConfig)
     stop_after: str = "download"  # curate: only select the pairs; download: also fetch them into OUT/shards
-    workers: int | None = None    # actors per stateful stage (langid, match); default: the cluster's CPUs
-    batch_size: int = 4096        # rows per Ray Data batch
-    local: bool = False           # run the pure path in this process (no Ray): same output, for small pools
-    force: bool = False           # rebuild OUT from scratch instead of resuming (inputs changed)
+    workers: int | None = None  # actors per stateful stage (langid, match); default: the cluster's CPUs
+    batch_size: int = 4096  # rows per Ray Data batch
+    local: bool = False  # run the pure path in this process (no Ray): same output, for small pools
+    force: bool = False  # rebuild OUT from scratch instead of resuming (inputs changed)
     # wit_builder.download.img2dataset_job.DownloadConfig (None: its defaults). Not imported here: img2dataset is a
     # heavy import and most users of this module only curate.
     download: object | None = None

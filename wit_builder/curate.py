@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from wit_builder import ledger, storage
+from wit_builder import layout, ledger, storage
 from wit_builder.balance.cap import add_attribution, apply_cap
 from wit_builder.balance.dedup import mark_duplicates
 from wit_builder.balance.metaclip import apply_metaclip
@@ -32,12 +32,12 @@ from wit_builder.errors import WitError
 from wit_builder.match.automaton import TokenAutomaton
 from wit_builder.match.counts import match_batch, partial_counts
 from wit_builder.pool.langid import LanguageId, identify_batch
-from wit_builder.pool.normalize import normalize_batch
-from wit_builder.pool.normalize import cut_stored_text
+from wit_builder.pool.normalize import cut_stored_text, normalize_batch
 from wit_builder.schema import ACCOUNTING_SCHEMA, CURATED_SCHEMA, QUERY_COUNTS_SCHEMA, READ_SCHEMA
 from wit_builder.schema import conform as schema_conform
 
 log = logging.getLogger(__name__)
+
 
 def load_queries(path: str) -> tuple[list[str], dict[str, int]]:
     """The query list from `wit queries` Parquet (column `query`) or a text file (one query per line).
@@ -49,14 +49,18 @@ def load_queries(path: str) -> tuple[list[str], dict[str, int]]:
         with fs.open_input_file(inner) as handle:
             data = handle.read()
     except FileNotFoundError as err:
-        raise WitError(f"query list {path} does not exist: run `wit queries --out q.parquet` or give a text file") from err
+        raise WitError(
+            f"query list {path} does not exist: run `wit queries --out q.parquet` or give a text file"
+        ) from err
     if path.endswith(".parquet"):
         import io
 
         table = pq.read_table(io.BytesIO(data))
         if "query" not in table.column_names:
-            raise WitError(f"{path} has no 'query' column (it has: {', '.join(table.column_names)}): "
-                           "give the Parquet written by `wit queries`")
+            raise WitError(
+                f"{path} has no 'query' column (it has: {', '.join(table.column_names)}): "
+                "give the Parquet written by `wit queries`"
+            )
         raw = table["query"].cast(pa.string()).to_pylist()
     else:
         try:
@@ -74,8 +78,9 @@ def load_queries(path: str) -> tuple[list[str], dict[str, int]]:
         else:
             seen[query] = None
     if report["empty"] or report["duplicate"]:
-        log.warning("query list %s: skipped %d empty and %d duplicate entries", path, report["empty"],
-                    report["duplicate"])
+        log.warning(
+            "query list %s: skipped %d empty and %d duplicate entries", path, report["empty"], report["duplicate"]
+        )
     if not seen:
         raise WitError(f"query list {path} holds no queries")
     return list(seen), report
@@ -112,22 +117,45 @@ def curation_stages(queries: list[str], cfg: CurateConfig = CurateConfig(), lid=
     `lid` / `automaton`: already loaded ones to reuse (tests, benchmarks); else each worker loads its own."""
     n = len(queries)
     if cfg.balance == "paper":
-        balance = Stage("balance", "group", functools.partial(apply_cap, cap=cfg.cap, seed=cfg.seed),
-                        key=attributed_partition, alive_only=True)
+        balance = Stage(
+            "balance",
+            "group",
+            functools.partial(apply_cap, cap=cfg.cap, seed=cfg.seed),
+            key=attributed_partition,
+            alive_only=True,
+        )
     else:
-        balance = Stage("balance", "batch", functools.partial(_metaclip, t=cfg.cap, seed=cfg.seed),
-                        needs=("matched",), alive_only=True)
+        balance = Stage(
+            "balance",
+            "batch",
+            functools.partial(_metaclip, t=cfg.cap, seed=cfg.seed),
+            needs=("matched",),
+            alive_only=True,
+        )
     return [
         Stage("normalise", "batch", functools.partial(normalize_batch, cfg=cfg)),
-        Stage("langid", "actor", functools.partial(_language_stage, lid, cfg),
-              adds=(pa.field("lang", pa.string()), pa.field("lang_score", pa.float32()))),
-        Stage("match", "actor", functools.partial(_match_stage, automaton, queries),
-              adds=(pa.field("query_ids", pa.list_(pa.int32())),)),
-        Stage("dedup", "group", functools.partial(mark_duplicates, seed=cfg.seed), key=url_partition,
-              alive_only=True),
+        Stage(
+            "langid",
+            "actor",
+            functools.partial(_language_stage, lid, cfg),
+            adds=(pa.field("lang", pa.string()), pa.field("lang_score", pa.float32())),
+        ),
+        Stage(
+            "match",
+            "actor",
+            functools.partial(_match_stage, automaton, queries),
+            adds=(pa.field("query_ids", pa.list_(pa.int32())),),
+        ),
+        Stage("dedup", "group", functools.partial(mark_duplicates, seed=cfg.seed), key=url_partition, alive_only=True),
         Stage("count", "sum", functools.partial(_alive_counts, n=n), output="matched", length=n, alive_only=True),
-        Stage("attribute", "batch", _attribute, needs=("matched",), adds=(pa.field("attributed", pa.int32()),),
-              alive_only=True),
+        Stage(
+            "attribute",
+            "batch",
+            _attribute,
+            needs=("matched",),
+            adds=(pa.field("attributed", pa.int32()),),
+            alive_only=True,
+        ),
         balance,
     ]
 
@@ -159,8 +187,7 @@ def _metaclip(table: pa.Table, matched: np.ndarray, t: int, seed: int) -> pa.Tab
 
 def url_partition(table: pa.Table) -> np.ndarray:
     """A stable group number per url (crc32: the same in every worker process, unlike Python's str hash)."""
-    return np.fromiter((zlib.crc32(u.encode()) for u in table["url"].to_pylist()), dtype=np.int64,
-                       count=table.num_rows)
+    return np.fromiter((zlib.crc32(u.encode()) for u in table["url"].to_pylist()), dtype=np.int64, count=table.num_rows)
 
 
 def attributed_partition(table: pa.Table) -> np.ndarray:
@@ -169,8 +196,8 @@ def attributed_partition(table: pa.Table) -> np.ndarray:
 
 @dataclass
 class CurateResult:
-    table: pa.Table                       # every pool row with its final reason and the stage columns
-    matched: np.ndarray                   # per query: deduplicated alive pairs containing it (balancing's input)
+    table: pa.Table  # every pool row with its final reason and the stage columns
+    matched: np.ndarray  # per query: deduplicated alive pairs containing it (balancing's input)
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -199,8 +226,9 @@ def run_stages(table: pa.Table, stages: list[Stage]) -> tuple[pa.Table, dict, di
     return table, values, timings
 
 
-def curate(pool: pa.Table, queries: list[str], cfg: CurateConfig = CurateConfig(), lid=None,
-           automaton=None) -> CurateResult:
+def curate(
+    pool: pa.Table, queries: list[str], cfg: CurateConfig = CurateConfig(), lid=None, automaton=None
+) -> CurateResult:
     """All curation stages on one table, in this process."""
     table, values, timings = run_stages(pool, curation_stages(queries, cfg, lid, automaton))
     return CurateResult(table, values["matched"], timings)
@@ -208,15 +236,20 @@ def curate(pool: pa.Table, queries: list[str], cfg: CurateConfig = CurateConfig(
 
 def accounting_table(table: pa.Table, queries: list[str]) -> pa.Table:
     """One row per pool row: uid, status, reason, and what curation learnt about it (download columns null)."""
-    return schema_conform(pa.table({
-        "uid": table["uid"],
-        "status": ledger.status_of(table["reason"]),
-        "reason": table["reason"],
-        "lang": table["lang"],
-        "lang_score": table["lang_score"],
-        "n_queries": pc.list_value_length(table["query_ids"]).cast(pa.int32()),
-        "attributed_query": _query_names(table["attributed"], queries),
-    }), ACCOUNTING_SCHEMA)
+    return schema_conform(
+        pa.table(
+            {
+                "uid": table["uid"],
+                "status": ledger.status_of(table["reason"]),
+                "reason": table["reason"],
+                "lang": table["lang"],
+                "lang_score": table["lang_score"],
+                "n_queries": pc.list_value_length(table["query_ids"]).cast(pa.int32()),
+                "attributed_query": _query_names(table["attributed"], queries),
+            }
+        ),
+        ACCOUNTING_SCHEMA,
+    )
 
 
 def curated_table(table: pa.Table, queries: list[str], max_chars: int = CurateConfig.max_chars) -> pa.Table:
@@ -227,11 +260,21 @@ def curated_table(table: pa.Table, queries: list[str], max_chars: int = CurateCo
     names = pa.array(queries, pa.string())
     query_lists = pa.ListArray.from_arrays(ids.offsets, names.take(ids.values))
     text, _ = cut_stored_text(kept["text"], max_chars)
-    return schema_conform(pa.table({
-        "uid": kept["uid"], "url": kept["url"], "text": text, "source": kept["source"],
-        "lang": kept["lang"], "lang_score": kept["lang_score"], "queries": query_lists,
-        "attributed_query": _query_names(kept["attributed"], queries),
-    }), CURATED_SCHEMA)
+    return schema_conform(
+        pa.table(
+            {
+                "uid": kept["uid"],
+                "url": kept["url"],
+                "text": text,
+                "source": kept["source"],
+                "lang": kept["lang"],
+                "lang_score": kept["lang_score"],
+                "queries": query_lists,
+                "attributed_query": _query_names(kept["attributed"], queries),
+            }
+        ),
+        CURATED_SCHEMA,
+    )
 
 
 def query_counts(table: pa.Table, n: int, max_chars: int = CurateConfig.max_chars) -> np.ndarray:
@@ -252,14 +295,19 @@ def query_counts_table(queries: list[str], matched: np.ndarray, counts: np.ndarr
     kept_attributed (selected pairs attributed to it: never above the cap in paper mode), from `query_counts` of the
     curated table (summed over its batches)."""
     n = len(queries)
-    return schema_conform(pa.table({
-        "query_id": pa.array(np.arange(n, dtype=np.int32)),
-        "query": pa.array(queries, pa.string()),
-        "matched": pa.array(matched.astype(np.int64)),
-        "attributed": pa.array(counts[n:2 * n]),
-        "kept": pa.array(counts[:n]),
-        "kept_attributed": pa.array(counts[2 * n:3 * n]),
-    }), QUERY_COUNTS_SCHEMA)
+    return schema_conform(
+        pa.table(
+            {
+                "query_id": pa.array(np.arange(n, dtype=np.int32)),
+                "query": pa.array(queries, pa.string()),
+                "matched": pa.array(matched.astype(np.int64)),
+                "attributed": pa.array(counts[n : 2 * n]),
+                "kept": pa.array(counts[:n]),
+                "kept_attributed": pa.array(counts[2 * n : 3 * n]),
+            }
+        ),
+        QUERY_COUNTS_SCHEMA,
+    )
 
 
 def _query_names(ids, queries: list[str]) -> pa.Array:
@@ -280,10 +328,12 @@ def curate_local(folder, files: list[str], queries: list[str], cfg: CurateConfig
     read_s = time.perf_counter() - t0
     result = curate(pool, queries, cfg)
     t0 = time.perf_counter()
-    folder.write_table(accounting_table(result.table, queries), folder.path("accounting", "part-00000.parquet"),
-                       ACCOUNTING_SCHEMA)
-    folder.write_table(curated_table(result.table, queries, cfg.max_chars),
-                       folder.path("curated", "part-00000.parquet"), CURATED_SCHEMA)
+    folder.write_table(accounting_table(result.table, queries), folder.part(layout.ACCOUNTING), ACCOUNTING_SCHEMA)
+    folder.write_table(
+        curated_table(result.table, queries, cfg.max_chars),
+        folder.part(layout.CURATED),
+        CURATED_SCHEMA,
+    )
     counts = query_counts(result.table, len(queries), cfg.max_chars)
     folder.write_table(query_counts_table(queries, result.matched, counts), folder.query_counts, QUERY_COUNTS_SCHEMA)
     timings = {"read": read_s, **result.timings, "write": time.perf_counter() - t0}

@@ -56,6 +56,10 @@ class BuildFolder:
     def curated(self) -> str:
         return self.path(CURATED)
 
+    def part(self, table: str) -> str:
+        """The single Parquet file of a table folder (accounting, curated) that a one-process writer uses."""
+        return self.path(table, "part-00000.parquet")
+
     @property
     def query_counts(self) -> str:
         return self.path(QUERY_COUNTS)
@@ -107,7 +111,7 @@ class BuildFolder:
         fs, tmp_path = storage.filesystem(tmp)
         for uri in storage.listdir(self.accounting, ".parquet"):
             storage.remove(uri)
-        _, final = storage.filesystem(self.path(ACCOUNTING, "part-00000.parquet"))
+        _, final = storage.filesystem(self.part(ACCOUNTING))
         fs.move(tmp_path, final)
 
     def clear(self, with_shards: bool = False) -> None:

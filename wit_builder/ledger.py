@@ -35,8 +35,7 @@ REASONS: dict[str, str] = {
 }
 # which statuses may carry which reasons (None: no reason)
 _FAILURE_REASONS = frozenset({"deadline", "download_failed"})
-ALLOWED = {SELECTED: {None}, KEPT: {None}, FAILED: set(_FAILURE_REASONS),
-           FILTERED: set(REASONS) - _FAILURE_REASONS}
+ALLOWED = {SELECTED: {None}, KEPT: {None}, FAILED: set(_FAILURE_REASONS), FILTERED: set(REASONS) - _FAILURE_REASONS}
 
 
 def drop(reason_col: pa.Array | pa.ChunkedArray, mask, reason: str) -> pa.Array:
@@ -65,9 +64,13 @@ def funnel(reasons: dict[str, int]) -> list[tuple[str, int]]:
     """pool -> normalised -> language -> matched -> deduplicated -> selected, from curation's reason counts."""
     total = sum(reasons.values())
     steps = [("pool", ())]
-    steps += [("normalised", ("invalid_row", "invalid_utf8", "missing_url", "empty_text")),
-              ("language", ("language",)), ("matched", ("no_match",)),
-              ("deduplicated", ("duplicate", "duplicate_url")), ("selected", ("cap",))]
+    steps += [
+        ("normalised", ("invalid_row", "invalid_utf8", "missing_url", "empty_text")),
+        ("language", ("language",)),
+        ("matched", ("no_match",)),
+        ("deduplicated", ("duplicate", "duplicate_url")),
+        ("selected", ("cap",)),
+    ]
     out, left = [], total
     for name, dropped in steps:
         left -= sum(reasons.get(r, 0) for r in dropped)

@@ -41,10 +41,13 @@ def merge(curation: pa.Table, download: pa.Table) -> pa.Table:
     got = download["uid"].to_pylist()
     if len(got) != len(set(got)) or set(got) != selected_uids:
         missing, extra = len(selected_uids - set(got)), len(set(got) - selected_uids)
-        raise WitError(f"the download accounting covers {len(got):,} rows ({missing:,} selected pairs missing, "
-                       f"{extra:,} unknown): OUT/shards does not belong to OUT/curated; use a new --out")
+        raise WitError(
+            f"the download accounting covers {len(got):,} rows ({missing:,} selected pairs missing, "
+            f"{extra:,} unknown): OUT/shards does not belong to OUT/curated; use a new --out"
+        )
     outcome = download.select(["uid", "status", "reason", *DOWNLOAD_COLUMNS]).rename_columns(
-        ["uid", "download_status", "download_reason", *DOWNLOAD_COLUMNS])
+        ["uid", "download_status", "download_reason", *DOWNLOAD_COLUMNS]
+    )
     merged = curation.drop_columns(list(DOWNLOAD_COLUMNS)).join(outcome, "uid", join_type="left outer")
     downloaded = pc.is_valid(merged["download_status"])
     status = pc.if_else(downloaded, merged["download_status"], merged["status"])

@@ -49,8 +49,10 @@ def format_rows(columns: Sequence[str], rows: Sequence[tuple], fmt: str = "table
         return "(no result)\n"
     shown = rows[:max_rows]
     cells = [[_cell(v) for v in row] for row in shown]
-    numeric = [all(isinstance(r[i], (int, float, decimal.Decimal)) or r[i] is None for r in shown) and shown
-               for i in range(len(columns))]
+    numeric = [
+        all(isinstance(r[i], (int, float, decimal.Decimal)) or r[i] is None for r in shown) and shown
+        for i in range(len(columns))
+    ]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
 
     def line(values):

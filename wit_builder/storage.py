@@ -31,7 +31,7 @@ def s3_glob(pattern: str) -> list[str]:
     """Expand an s3://bucket/prefix/*.parquet pattern to s3:// URIs; unreachable endpoints become a WitError."""
     fs = fsspec_s3()
     try:
-        return sorted("s3://" + p for p in fs.glob(pattern[len("s3://"):]))
+        return sorted("s3://" + p for p in fs.glob(pattern[len("s3://") :]))
     except Exception as err:  # noqa: BLE001 - botocore raises many types for a dead endpoint
         raise WitError(f"cannot list {pattern} (endpoint {s3_endpoint() or 'AWS default'}): {err}") from err
 
@@ -42,7 +42,7 @@ def s3_region() -> str:
 
 def split_s3(uri: str) -> tuple[str, str]:
     """'s3://bucket/a/b' -> ('bucket', 'a/b')."""
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     if not bucket:
         raise WitError(f"{uri} names no bucket: use s3://BUCKET/PREFIX")
     return bucket, key
@@ -55,12 +55,15 @@ def filesystem(uri: str):
     if not is_s3(uri):
         return pafs.LocalFileSystem(), os.path.abspath(uri)
     endpoint = s3_endpoint()
-    options = {"region": s3_region(), "connect_timeout": 5.0,
-               "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3)}
+    options = {
+        "region": s3_region(),
+        "connect_timeout": 5.0,
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=3),
+    }
     if endpoint:
         scheme, _, rest = endpoint.partition("://")
         options.update(endpoint_override=rest or scheme, scheme=scheme if rest else "https")
-    return pafs.S3FileSystem(**options), uri[len("s3://"):]
+    return pafs.S3FileSystem(**options), uri[len("s3://") :]
 
 
 def _endpoint_error(uri: str, err: Exception) -> WitError:
@@ -186,8 +189,17 @@ def export_endpoint_env() -> None:
     s3fs.S3FileSystem.clear_instance_cache()
 
 
-S3_ENV = ("WIT_S3_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-          "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_PROFILE", "AWS_EC2_METADATA_DISABLED")
+S3_ENV = (
+    "WIT_S3_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_PROFILE",
+    "AWS_EC2_METADATA_DISABLED",
+)
 
 
 def s3_env_vars() -> dict[str, str]:
@@ -205,7 +217,7 @@ def file_stamps(paths) -> list[list]:
     for uri in paths:
         try:
             if is_s3(uri):
-                info = _call(uri, fsspec_s3().info, uri[len("s3://"):])
+                info = _call(uri, fsspec_s3().info, uri[len("s3://") :])
                 stamps.append([uri, info["size"], "etag:" + str(info.get("ETag", "")).strip('"')])
             else:
                 with open(uri, "rb") as handle:

@@ -8,20 +8,31 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from pipelines import ray_cluster
 from ports import free_port
 
-BIN = Path(sys.executable).parent
+from pipelines import ray_cluster
 
+BIN = Path(sys.executable).parent
 
 
 @pytest.mark.slow
 def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     env = ray_cluster.cli_env()
     out = tmp_path / "demo"
-    argv = [BIN / "wit", "demo", "--out", out, "--limit", "6", "--port", str(free_port()), "--check", "40",
-            "--cap", "5"]
+    argv = [
+        BIN / "wit",
+        "demo",
+        "--out",
+        out,
+        "--limit",
+        "6",
+        "--port",
+        str(free_port()),
+        "--check",
+        "40",
+        "--cap",
+        "5",
+    ]
     first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for step in ("== 1/4 web", "== 2/4 serve", "== 3/4 queries", "== 4/4 build", "== summary =="):

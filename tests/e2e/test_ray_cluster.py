@@ -40,16 +40,26 @@ def _is_loopback(address: str) -> bool:
 @pytest.mark.slow
 def test_head_binds_loopback_and_runs_a_submitted_job(no_driver_ray, tmp_path):
     env = ray_cluster.cli_env()
-    start = subprocess.run([BIN / "wit", "ray", "start", "--num-cpus", "1", "--object-store-memory", "300000000"],
-                           capture_output=True, text=True, env=env)
+    start = subprocess.run(
+        [BIN / "wit", "ray", "start", "--num-cpus", "1", "--object-store-memory", "300000000"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert start.returncode == 0, start.stderr
     try:
         listeners = _ray_listeners()
         assert listeners, "no Ray listener found"
         assert [a for a in listeners if not _is_loopback(a)] == []
         (tmp_path / "job.py").write_text("import ray\nray.init()\nprint('CPUS', int(ray.cluster_resources()['CPU']))\n")
-        job = subprocess.run([BIN / "ray", "job", "submit", "--working-dir", ".", "--", "python", "job.py"],
-                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+        job = subprocess.run(
+            [BIN / "ray", "job", "submit", "--working-dir", ".", "--", "python", "job.py"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
         assert job.returncode == 0, job.stdout + job.stderr
         assert "CPUS 1" in job.stdout
     finally:

@@ -12,17 +12,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from ports import free_port
 
 from pipelines import ray_cluster, ray_env
 from wit_builder.web.build import WebConfig, build_web
 from wit_builder.web.serve import serving
-from ports import free_port
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[2]
-WORDS = ("frog animal bird dog cat fish horse tree flower house car sun star heart face smile hand apple ball boat "
-         "book bus cake clock cow duck egg hat key lion moon owl pig rabbit sheep snake train turtle man woman").split()
-
+WORDS = (
+    "frog animal bird dog cat fish horse tree flower house car sun star heart face smile hand apple ball boat "
+    "book bus cake clock cow duck egg hat key lion moon owl pig rabbit sheep snake train turtle man woman"
+).split()
 
 
 def check_build(out: Path, pool: Path) -> dict:
@@ -56,17 +57,54 @@ def demo_web(tmp_path):
 def test_ray_job_submit_builds_shards_on_a_real_head(no_driver_ray, tmp_path, demo_web):
     web, port = demo_web
     env = ray_cluster.cli_env()
-    start = subprocess.run([BIN / "wit", "ray", "start", "--num-cpus", "2", "--object-store-memory", "500000000"],
-                           capture_output=True, text=True, env=env)
+    start = subprocess.run(
+        [BIN / "wit", "ray", "start", "--num-cpus", "2", "--object-store-memory", "500000000"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert start.returncode == 0, start.stderr
     try:
         out = tmp_path / "out"
         job = subprocess.run(
-            [BIN / "ray", "job", "submit", "--working-dir", ".", "--", "python", "pipelines/build_wit.py",
-             "--pool", str(web / "pool.parquet"), "--queries", str(tmp_path / "queries.txt"), "--out", str(out),
-             "--cap", "20", "--workers", "1", "--batch-size", "512", "--allow-hosts", f"127.0.0.1:{port}",
-             "--shard-size", "40", "--threads", "8", "--timeout", "5", "--retries", "0"],
-            capture_output=True, text=True, env=env, cwd=REPO, timeout=540)
+            [
+                BIN / "ray",
+                "job",
+                "submit",
+                "--working-dir",
+                ".",
+                "--",
+                "python",
+                "pipelines/build_wit.py",
+                "--pool",
+                str(web / "pool.parquet"),
+                "--queries",
+                str(tmp_path / "queries.txt"),
+                "--out",
+                str(out),
+                "--cap",
+                "20",
+                "--workers",
+                "1",
+                "--batch-size",
+                "512",
+                "--allow-hosts",
+                f"127.0.0.1:{port}",
+                "--shard-size",
+                "40",
+                "--threads",
+                "8",
+                "--timeout",
+                "5",
+                "--retries",
+                "0",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=540,
+        )
         assert job.returncode == 0, job.stdout[-4000:] + job.stderr[-4000:]
         assert "downloaded" in job.stdout and "images/s" in job.stdout
     finally:
@@ -113,8 +151,22 @@ def test_two_node_cluster_runs_main(tmp_path, demo_web):
     web, port = demo_web
     env = {**os.environ, **ray_env.RAY_ENV, "RAY_ADDRESS": ""}
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-c", TWO_NODES, str(web / "pool.parquet"), str(tmp_path / "queries.txt"),
-                          str(out), str(port)], capture_output=True, text=True, env=env, cwd=REPO, timeout=540)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            TWO_NODES,
+            str(web / "pool.parquet"),
+            str(tmp_path / "queries.txt"),
+            str(out),
+            str(port),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=540,
+    )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     result = json.loads(run.stdout.split("RESULT ", 1)[1].splitlines()[0])
     assert result["nodes"] == 2

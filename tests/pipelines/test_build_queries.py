@@ -50,21 +50,28 @@ def wordnet_dir(tmp_path):
 
 
 def config(tmp_path, dump, wordnet_dir, **kwargs):
-    settings = dict(out=str(tmp_path / "out" / "queries.parquet"), wiki_dump=dump, wordnet_dir=wordnet_dir,
-                    unigram_source="wiki", workers=2)
+    settings = dict(
+        out=str(tmp_path / "out" / "queries.parquet"),
+        wiki_dump=dump,
+        wordnet_dir=wordnet_dir,
+        unigram_source="wiki",
+        workers=2,
+    )
     return QueryConfig(**{**settings, **kwargs})
 
 
 def test_multistream_dump_exact_list_and_provenance(ray_session, tmp_path, wordnet_dir):
-    dump, index, offsets = write_multistream(tmp_path / "enwiki-multistream.xml.bz2",
-                                             tmp_path / "enwiki-multistream-index.txt.bz2", pages(), per_stream=100)
+    dump, index, offsets = write_multistream(
+        tmp_path / "enwiki-multistream.xml.bz2", tmp_path / "enwiki-multistream-index.txt.bz2", pages(), per_stream=100
+    )
     meta = build_queries.main(config(tmp_path, dump, wordnet_dir, streams_per_task=1))
     assert meta["inputs"]["wiki_index"] == index and meta["inputs"]["layout"] == "multistream"  # found beside it
     assert meta["corpus"]["tasks"] == len(offsets)
     table = pq.read_table(tmp_path / "out" / "queries.parquet")
     rows = {r["query"]: r for r in table.to_pylist()}
-    by_source = {s: {q for q, r in rows.items() if s in r["sources"]}
-                 for s in ("unigram", "bigram", "title", "wordnet")}
+    by_source = {
+        s: {q for q, r in rows.items() if s in r["sources"]} for s in ("unigram", "bigram", "title", "wordnet")
+    }
     assert by_source == {
         "unigram": {"alpha", "beta", "Article", "1", "links", "here", "quantum", "chromodynamics", "see", "now", "QCD"},
         "bigram": {"quantum chromodynamics", "see QCD", "QCD now", "Zeta Reticuli"},
@@ -76,8 +83,13 @@ def test_multistream_dump_exact_list_and_provenance(ray_session, tmp_path, wordn
     assert rows["alpha"]["wordnet_synsets"] == ["00000001-n"]
     # MetaCLIP's PMI (NLTK, bits) by hand: N = 250*7 + 6 + 3*3 + 4 tokens; the threshold 30 drops by log2(4.5e9 / N)
     n, b = 1769, 1263
-    assert meta["thresholds"] == {**meta["thresholds"], "bigram_rule": "metaclip", "pmi_unit": "log2",
-                                  "min_bigram_count": 1, "min_pmi": pytest.approx(30 - math.log2(4.5e9 / n))}
+    assert meta["thresholds"] == {
+        **meta["thresholds"],
+        "bigram_rule": "metaclip",
+        "pmi_unit": "log2",
+        "min_bigram_count": 1,
+        "min_pmi": pytest.approx(30 - math.log2(4.5e9 / n)),
+    }
     assert rows["see QCD"]["bigram_count"] == 3
     assert rows["see QCD"]["bigram_pmi"] == pytest.approx(math.log2(3 * n / (3 * 3)))  # 9.2 >= 8.72
     assert rows["Zeta Reticuli"]["bigram_pmi"] == pytest.approx(math.log2(2 * n / (2 * 2)))
@@ -98,19 +110,24 @@ def test_multistream_dump_exact_list_and_provenance(ray_session, tmp_path, wordn
 
     # the plain single-stream export of the same pages gives the very same list
     plain = write_plain(tmp_path / "enwiki.xml.bz2", pages())
-    meta_plain = build_queries.main(config(tmp_path, plain, wordnet_dir, out=str(tmp_path / "p.parquet"),
-                                           pages_per_task=40))
+    meta_plain = build_queries.main(
+        config(tmp_path, plain, wordnet_dir, out=str(tmp_path / "p.parquet"), pages_per_task=40)
+    )
     assert meta_plain["inputs"]["layout"] == "single-stream" and meta_plain["corpus"]["tasks"] == 7
     assert pq.read_table(tmp_path / "p.parquet").to_pylist() == table.to_pylist()
 
     # the ratio rule: ln p(ab)/(p(a)p(b)) >= ln 30 and a count of at least 3 (100 scaled, floored): no Zeta Reticuli
-    ratio = build_queries.main(config(tmp_path, plain, wordnet_dir, out=str(tmp_path / "r.parquet"),
-                                      bigram_rule="ratio"))
+    ratio = build_queries.main(
+        config(tmp_path, plain, wordnet_dir, out=str(tmp_path / "r.parquet"), bigram_rule="ratio")
+    )
     assert (ratio["thresholds"]["pmi_unit"], ratio["thresholds"]["min_bigram_count"]) == ("ln", 3)
     assert ratio["thresholds"]["min_pmi"] == pytest.approx(math.log(30))
     ratio_rows = {r["query"]: r for r in pq.read_table(tmp_path / "r.parquet").to_pylist()}
-    assert {q for q, r in ratio_rows.items() if "bigram" in r["sources"]} == {"quantum chromodynamics", "see QCD",
-                                                                              "QCD now"}
+    assert {q for q, r in ratio_rows.items() if "bigram" in r["sources"]} == {
+        "quantum chromodynamics",
+        "see QCD",
+        "QCD now",
+    }
     assert ratio_rows["see QCD"]["bigram_pmi"] == pytest.approx(math.log((3 / b) / ((3 / n) * (3 / n))))  # 6.7
 
 
@@ -118,23 +135,49 @@ def test_pageviews_rank_titles_and_cli_with_sql_view(ray_session, tmp_path, word
     dump = write_plain(tmp_path / "enwiki.xml.bz2", pages())
     (tmp_path / "pv.txt").write_text("en Quantum 80 0\nen.m Physics_A 69 0\nen Physics_B 70 0\nde Article_1 900 0\n")
     out = tmp_path / "out"
-    code = wit(["queries", "--out", str(out / "queries.parquet"), "--wiki-dump", dump, "--wordnet", wordnet_dir,
-                "--pageviews", str(tmp_path / "pv.txt"), "--unigram-source", "wiki", "--workers", "2"])
+    code = wit(
+        [
+            "queries",
+            "--out",
+            str(out / "queries.parquet"),
+            "--wiki-dump",
+            dump,
+            "--wordnet",
+            wordnet_dir,
+            "--pageviews",
+            str(tmp_path / "pv.txt"),
+            "--unigram-source",
+            "wiki",
+            "--workers",
+            "2",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "MetaCLIP" in printed and "61,235" in printed and "titles ranked by views" in printed
     meta = build.read_metadata(str(out / "queries.parquet"))
     assert meta["title_popularity"]["kind"] == "views" and meta["thresholds"]["min_title_views"] == 70
-    assert wit(["sql", str(out), "SELECT query, title_popularity FROM queries WHERE title_popularity IS NOT NULL "
-                "ORDER BY query", "--format", "csv"]) == 0
+    assert (
+        wit(
+            [
+                "sql",
+                str(out),
+                "SELECT query, title_popularity FROM queries WHERE title_popularity IS NOT NULL ORDER BY query",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.splitlines() == ["query,title_popularity", "Physics B,70", "Quantum,80"]
 
 
 def test_bad_pageviews_fail_before_counting(tmp_path, wordnet_dir):
     (tmp_path / "pv.csv").write_text("title,views\nQuantum,80\n")
     with pytest.raises(WitError, match="not a Wikimedia pageviews file"):
-        build_queries.main(QueryConfig(out=str(tmp_path / "q.parquet"), pageviews=str(tmp_path / "pv.csv"),
-                                       wordnet_dir=wordnet_dir))
+        build_queries.main(
+            QueryConfig(out=str(tmp_path / "q.parquet"), pageviews=str(tmp_path / "pv.csv"), wordnet_dir=wordnet_dir)
+        )
 
 
 def test_truncated_dump_is_an_error_not_a_short_list(ray_session, tmp_path, wordnet_dir):
@@ -148,10 +191,11 @@ def test_truncated_dump_is_an_error_not_a_short_list(ray_session, tmp_path, word
 
 
 def test_damaged_multistream_block_is_an_error_from_the_worker(ray_session, tmp_path, wordnet_dir):
-    dump, index, offsets = write_multistream(tmp_path / "enwiki-multistream.xml.bz2",
-                                             tmp_path / "enwiki-multistream-index.txt.bz2", pages())
+    dump, index, offsets = write_multistream(
+        tmp_path / "enwiki-multistream.xml.bz2", tmp_path / "enwiki-multistream-index.txt.bz2", pages()
+    )
     data = bytearray(Path(dump).read_bytes())
-    data[offsets[1] + 200: offsets[1] + 260] = b"\x00" * 60  # garbage inside the second page stream
+    data[offsets[1] + 200 : offsets[1] + 260] = b"\x00" * 60  # garbage inside the second page stream
     Path(dump).write_bytes(bytes(data))
     with pytest.raises(WitError, match="truncated or corrupt") as caught:
         build_queries.main(config(tmp_path, dump, wordnet_dir, streams_per_task=1))
@@ -168,8 +212,10 @@ def test_real_gensim_sample_through_ray(ray_session, tmp_path):
     # 99 redirects in the article namespace, 1 page in Wikipedia:, 8 disambiguation pages ({{disambiguation}}, ...)
     assert (corpus["skipped_redirect"], corpus["skipped_namespace"], corpus["skipped_disambiguation"]) == (99, 1, 8)
     assert corpus["tasks"] == 6 and corpus["compressed_bytes"] == 1_695_871
-    assert corpus["articles"] + corpus["skipped_redirect"] + corpus["skipped_namespace"] \
-        + corpus["skipped_disambiguation"] == corpus["pages_read"]
+    assert (
+        corpus["articles"] + corpus["skipped_redirect"] + corpus["skipped_namespace"] + corpus["skipped_disambiguation"]
+        == corpus["pages_read"]
+    )
     assert meta["unigram_source"] == "wordfreq"  # 0.5M tokens are far too few for "≥100 in English Wikipedia"
     assert meta["wordnet_synsets"] == {"noun": 82_115, "verb": 13_767, "adj": 18_156, "adv": 3_621}
     report = meta["report"]
@@ -179,8 +225,9 @@ def test_real_gensim_sample_through_ray(ray_session, tmp_path):
     assert table.num_rows <= 500_000
     queries = table["query"].to_pylist()
     assert len(set(queries)) == len(queries)
-    rows = {r["query"]: r for r in table.to_pylist() if r["query"] in ("United States", "Dalai Lama", "the",
-                                                                         "Aristotle")}
+    rows = {
+        r["query"]: r for r in table.to_pylist() if r["query"] in ("United States", "Dalai Lama", "the", "Aristotle")
+    }
     # MetaCLIP's bigram rule keeps rare, exclusive pairs (both words seen 4 times, always together) and not frequent
     # ones: "United States" (312 times) comes from WordNet only
     threshold = meta["thresholds"]["min_pmi"]
@@ -199,8 +246,9 @@ REPO = Path(__file__).resolve().parents[2]
 def test_script_has_the_same_flags_as_the_subcommand():
     import subprocess
 
-    done = subprocess.run([sys.executable, "pipelines/build_queries.py", "--help"], cwd=REPO, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "pipelines/build_queries.py", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     for flag in ("--wiki-dump", "--wordnet", "--pageviews", "--target-size", "--unigram-source", "--workers"):
         assert flag in done.stdout
@@ -212,12 +260,31 @@ def test_script_runs_as_a_ray_job_entrypoint(tmp_path, wordnet_dir):
     import os
     import subprocess
 
-    dump, _, _ = write_multistream(tmp_path / "enwiki-multistream.xml.bz2",
-                                   tmp_path / "enwiki-multistream-index.txt.bz2", pages())
+    dump, _, _ = write_multistream(
+        tmp_path / "enwiki-multistream.xml.bz2", tmp_path / "enwiki-multistream-index.txt.bz2", pages()
+    )
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    done = subprocess.run([sys.executable, "pipelines/build_queries.py", "--out", str(tmp_path / "q.parquet"),
-                           "--wiki-dump", dump, "--wordnet", wordnet_dir, "--unigram-source", "wiki",
-                           "--workers", "2"], cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "pipelines/build_queries.py",
+            "--out",
+            str(tmp_path / "q.parquet"),
+            "--wiki-dump",
+            dump,
+            "--wordnet",
+            wordnet_dir,
+            "--unigram-source",
+            "wiki",
+            "--workers",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "wrote 21 queries" in done.stdout
     assert pq.read_table(tmp_path / "q.parquet").num_rows == 21
@@ -227,8 +294,9 @@ def test_script_runs_as_a_ray_job_entrypoint(tmp_path, wordnet_dir):
 def test_multistream_dump_on_s3(ray_session, tmp_path, wordnet_dir, s3_env):  # noqa: F811
     """A dump and its index in a real S3 bucket (SeaweedFS on loopback): workers read their byte ranges from S3."""
     server = s3_env
-    dump, index, offsets = write_multistream(tmp_path / "enwiki-multistream.xml.bz2",
-                                             tmp_path / "enwiki-multistream-index.txt.bz2", pages())
+    dump, index, offsets = write_multistream(
+        tmp_path / "enwiki-multistream.xml.bz2", tmp_path / "enwiki-multistream-index.txt.bz2", pages()
+    )
     client = server.client()
     for path in (dump, index):
         client.upload_file(path, server.bucket, f"dumps/{Path(path).name}")
@@ -237,6 +305,8 @@ def test_multistream_dump_on_s3(ray_session, tmp_path, wordnet_dir, s3_env):  # 
     assert meta["inputs"]["wiki_index"] == uri.replace(".xml.bz2", "-index.txt.bz2")
     assert meta["corpus"]["tasks"] == len(offsets) and meta["rows"] == 21
     local = build_queries.main(config(tmp_path, dump, wordnet_dir, out=str(tmp_path / "local.parquet")))
-    assert pq.read_table(tmp_path / "local.parquet").to_pylist() == \
-        pq.read_table(tmp_path / "out" / "queries.parquet").to_pylist()
+    assert (
+        pq.read_table(tmp_path / "local.parquet").to_pylist()
+        == pq.read_table(tmp_path / "out" / "queries.parquet").to_pylist()
+    )
     assert local["rows"] == 21

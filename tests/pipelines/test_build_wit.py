@@ -14,10 +14,23 @@ from wit_builder import catalog
 from wit_builder.config import BuildConfig, CurateConfig
 
 QUERIES = ["apple", "red apple", "dog", "cat", "car", "birthday card", "Paris", "table", "New York"]
-TEXTS = ["A red apple on a wooden table", "The dog, running in the park.", "Ein roter Apfel auf dem Tisch", "blue car",
-         "", "Cartoon cat with a hat", "the dog and the cat", "Caf\u00c3\u00a9 in Paris &amp; the river", "   ",
-         "un chien qui court dans le parc", "A big red apple", "apple pie recipe with cinnamon",
-         "happy birthday card with balloons", "A yellow taxi in New York City", "a table and four chairs"]
+TEXTS = [
+    "A red apple on a wooden table",
+    "The dog, running in the park.",
+    "Ein roter Apfel auf dem Tisch",
+    "blue car",
+    "",
+    "Cartoon cat with a hat",
+    "the dog and the cat",
+    "Caf\u00c3\u00a9 in Paris &amp; the river",
+    "   ",
+    "un chien qui court dans le parc",
+    "A big red apple",
+    "apple pie recipe with cinnamon",
+    "happy birthday card with balloons",
+    "A yellow taxi in New York City",
+    "a table and four chairs",
+]
 
 
 def write_pool(folder, n=600):
@@ -29,15 +42,21 @@ def write_pool(folder, n=600):
     pq.write_table(table.slice(0, n // 3), folder / "a.parquet")
     pq.write_table(table.slice(n // 3, n // 3), folder / "b.parquet")
     with open(folder / "c.csv", "w") as f:
-        f.write("uid,url,text\n" + "".join(f'{u},{l},"{t}"\n' for u, l, t in rows[2 * (n // 3):]))
+        f.write("uid,url,text\n" + "".join(f'{u},{link},"{t}"\n' for u, link, t in rows[2 * (n // 3) :]))
     (folder / "queries.txt").write_text("\n".join(QUERIES + ["", "dog"]) + "\n")
     return folder
 
 
 def _config(tmp, out, **kw):
     curate = CurateConfig(cap=kw.pop("cap", 15), balance=kw.pop("balance", "paper"))
-    return BuildConfig(pool=(str(tmp / "pool"),), queries=str(tmp / "pool" / "queries.txt"), out=str(out),
-                       curate=curate, stop_after=kw.pop("stop_after", "curate"), **kw)
+    return BuildConfig(
+        pool=(str(tmp / "pool"),),
+        queries=str(tmp / "pool" / "queries.txt"),
+        out=str(out),
+        curate=curate,
+        stop_after=kw.pop("stop_after", "curate"),
+        **kw,
+    )
 
 
 def _read(folder, name, sort="uid"):
@@ -71,8 +90,22 @@ def test_ray_pipeline_equals_pure_path(tmp_path, ray_session):
 @pytest.mark.parametrize("balance", ["paper", "metaclip"])
 def test_local_build_cli_and_rerun_reuses_outputs(tmp_path, capsys, balance):
     write_pool(tmp_path / "pool", n=90)
-    argv = ["build", "--pool", str(tmp_path / "pool"), "--queries", str(tmp_path / "pool" / "queries.txt"),
-            "--out", str(tmp_path / "out"), "--cap", "3", "--balance", balance, "--local", "--stop-after", "curate"]
+    argv = [
+        "build",
+        "--pool",
+        str(tmp_path / "pool"),
+        "--queries",
+        str(tmp_path / "pool" / "queries.txt"),
+        "--out",
+        str(tmp_path / "out"),
+        "--cap",
+        "3",
+        "--balance",
+        balance,
+        "--local",
+        "--stop-after",
+        "curate",
+    ]
     assert cli.main(argv) == 0
     first = _read(tmp_path / "out", "accounting")
     out = capsys.readouterr().out
@@ -89,24 +122,49 @@ def test_local_build_cli_and_rerun_reuses_outputs(tmp_path, capsys, balance):
 
 def test_other_curation_config_into_same_out_is_refused(tmp_path, capsys):
     write_pool(tmp_path / "pool", n=30)
-    argv = ["build", "--pool", str(tmp_path / "pool"), "--queries", str(tmp_path / "pool" / "queries.txt"),
-            "--out", str(tmp_path / "out"), "--local", "--stop-after", "curate"]
+    argv = [
+        "build",
+        "--pool",
+        str(tmp_path / "pool"),
+        "--queries",
+        str(tmp_path / "pool" / "queries.txt"),
+        "--out",
+        str(tmp_path / "out"),
+        "--local",
+        "--stop-after",
+        "curate",
+    ]
     assert cli.main(argv) == 0
     before = (tmp_path / "out" / "manifest.json").read_text()
     assert cli.main(argv + ["--balance", "metaclip", "--seed", "1"]) == 2
-    assert capsys.readouterr().err.strip().endswith(
-        f"wit: error: {tmp_path / 'out'} already holds a build with a different --balance, --seed (see its "
-        "manifest.json): use a new --out, or rerun with the same settings to resume")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"wit: error: {tmp_path / 'out'} already holds a build with a different --balance, --seed (see its "
+            "manifest.json): use a new --out, or rerun with the same settings to resume"
+        )
+    )
     assert (tmp_path / "out" / "manifest.json").read_text() == before
 
 
 def test_changed_pool_is_refused_then_rebuilt_with_force(tmp_path, capsys):
     """A rerun must never reuse a curate stage built from other contents of the same files (rows would be lost)."""
     write_pool(tmp_path / "pool", n=30)
-    argv = ["build", "--pool", str(tmp_path / "pool"), "--queries", str(tmp_path / "pool" / "queries.txt"),
-            "--out", str(tmp_path / "out"), "--local", "--stop-after", "curate"]
+    argv = [
+        "build",
+        "--pool",
+        str(tmp_path / "pool"),
+        "--queries",
+        str(tmp_path / "pool" / "queries.txt"),
+        "--out",
+        str(tmp_path / "out"),
+        "--local",
+        "--stop-after",
+        "curate",
+    ]
     assert cli.main(argv) == 0
-    write_pool(tmp_path / "pool", n=45)                     # same paths, more rows
+    write_pool(tmp_path / "pool", n=45)  # same paths, more rows
     capsys.readouterr()
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
@@ -122,8 +180,18 @@ def test_inputs_are_compared_by_content_not_size_or_time(tmp_path, capsys):
 
     write_pool(tmp_path / "pool", n=30)
     queries = tmp_path / "pool" / "queries.txt"
-    argv = ["build", "--pool", str(tmp_path / "pool"), "--queries", str(queries), "--out", str(tmp_path / "out"),
-            "--local", "--stop-after", "curate"]
+    argv = [
+        "build",
+        "--pool",
+        str(tmp_path / "pool"),
+        "--queries",
+        str(queries),
+        "--out",
+        str(tmp_path / "out"),
+        "--local",
+        "--stop-after",
+        "curate",
+    ]
     assert cli.main(argv) == 0
     stat = queries.stat()
     os.utime(queries, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: same bytes, a second later
@@ -149,14 +217,46 @@ def test_stop_after_is_checked():
 def test_bad_input_gives_clear_errors(tmp_path, capsys):
     write_pool(tmp_path / "pool", n=30)
     pq.write_table(pa.table({"link": ["u"], "text": ["t"]}), tmp_path / "bad.parquet")
-    code = cli.main(["build", "--pool", str(tmp_path / "bad.parquet"), "--queries",
-                     str(tmp_path / "pool" / "queries.txt"), "--out", str(tmp_path / "o"), "--local"])
+    code = cli.main(
+        [
+            "build",
+            "--pool",
+            str(tmp_path / "bad.parquet"),
+            "--queries",
+            str(tmp_path / "pool" / "queries.txt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--local",
+        ]
+    )
     assert code == 2 and "lacks column(s) url" in capsys.readouterr().err
-    code = cli.main(["build", "--pool", str(tmp_path / "pool"), "--queries", str(tmp_path / "none.txt"),
-                     "--out", str(tmp_path / "o"), "--local"])
+    code = cli.main(
+        [
+            "build",
+            "--pool",
+            str(tmp_path / "pool"),
+            "--queries",
+            str(tmp_path / "none.txt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--local",
+        ]
+    )
     assert code == 2 and "query list" in capsys.readouterr().err
-    code = cli.main(["build", "--pool", str(tmp_path / "pool"), "--queries", str(tmp_path / "pool" / "queries.txt"),
-                     "--out", str(tmp_path / "o"), "--local", "--cap", "0"])
+    code = cli.main(
+        [
+            "build",
+            "--pool",
+            str(tmp_path / "pool"),
+            "--queries",
+            str(tmp_path / "pool" / "queries.txt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--local",
+            "--cap",
+            "0",
+        ]
+    )
     assert code == 2 and "--cap" in capsys.readouterr().err
 
 
@@ -164,8 +264,15 @@ def test_a_bad_pool_on_ray_is_the_same_one_line_error_as_local(tmp_path, ray_ses
     """A WitError raised inside a Ray Data task (the pool reader) reaches the user as the local path's line, exit 2."""
     pq.write_table(pa.table({"link": ["u"], "text": ["t"]}), tmp_path / "bad.parquet")
     (tmp_path / "q.txt").write_text("dog\n")
-    base = ["build", "--pool", str(tmp_path / "bad.parquet"), "--queries", str(tmp_path / "q.txt"), "--stop-after",
-            "curate"]
+    base = [
+        "build",
+        "--pool",
+        str(tmp_path / "bad.parquet"),
+        "--queries",
+        str(tmp_path / "q.txt"),
+        "--stop-after",
+        "curate",
+    ]
     assert cli.main([*base, "--out", str(tmp_path / "local"), "--local"]) == 2
     local = capsys.readouterr().err.strip().splitlines()[-1]
     assert cli.main([*base, "--out", str(tmp_path / "ray")]) == 2
@@ -181,8 +288,14 @@ def test_demo_pool_on_ray_is_independent_of_workers(tmp_path, ray_session):
     assert cli.main(["queries", "--out", str(tmp_path / "q.parquet")]) == 0
     runs = {}
     for workers in (1, 2):
-        cfg = BuildConfig(pool=(str(tmp_path / "web" / "pool.parquet"),), queries=str(tmp_path / "q.parquet"),
-                          out=str(tmp_path / f"out{workers}"), workers=workers, batch_size=512, stop_after="curate")
+        cfg = BuildConfig(
+            pool=(str(tmp_path / "web" / "pool.parquet"),),
+            queries=str(tmp_path / "q.parquet"),
+            out=str(tmp_path / f"out{workers}"),
+            workers=workers,
+            batch_size=512,
+            stop_after="curate",
+        )
         runs[workers] = build_wit.main(cfg)
     assert _read(tmp_path / "out1", "accounting") == _read(tmp_path / "out2", "accounting")
     counts = runs[2]["counts"]
@@ -193,8 +306,18 @@ def test_demo_pool_on_ray_is_independent_of_workers(tmp_path, ray_session):
 def test_empty_pool_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty.csv").write_bytes(b"")
     (tmp_path / "q.txt").write_text("dog\n")
-    code = cli.main(["build", "--pool", str(tmp_path / "empty.csv"), "--queries", str(tmp_path / "q.txt"),
-                     "--out", str(tmp_path / "o"), "--local"])
+    code = cli.main(
+        [
+            "build",
+            "--pool",
+            str(tmp_path / "empty.csv"),
+            "--queries",
+            str(tmp_path / "q.txt"),
+            "--out",
+            str(tmp_path / "o"),
+            "--local",
+        ]
+    )
     assert code == 2 and "no rows" in capsys.readouterr().err
 
 
@@ -206,12 +329,25 @@ def test_pool_and_out_on_s3(tmp_path, s3_env):
     root = f"s3://{s3_env.bucket}/build"
     for name in ("a.parquet", "b.parquet", "c.csv", "queries.txt"):
         storage.write_bytes(f"{root}/pool/{name}", (tmp_path / "pool" / name).read_bytes())
-    cfg = BuildConfig(pool=(f"{root}/pool",), queries=f"{root}/pool/queries.txt", out=f"{root}/out",
-                      curate=CurateConfig(cap=5), local=True, stop_after="curate")
+    cfg = BuildConfig(
+        pool=(f"{root}/pool",),
+        queries=f"{root}/pool/queries.txt",
+        out=f"{root}/out",
+        curate=CurateConfig(cap=5),
+        local=True,
+        stop_after="curate",
+    )
     manifest = build_wit.main(cfg)
-    local = build_wit.main(BuildConfig(pool=(str(tmp_path / "pool"),), queries=str(tmp_path / "pool" / "queries.txt"),
-                                       out=str(tmp_path / "out"), curate=CurateConfig(cap=5), local=True,
-                                       stop_after="curate"))
+    local = build_wit.main(
+        BuildConfig(
+            pool=(str(tmp_path / "pool"),),
+            queries=str(tmp_path / "pool" / "queries.txt"),
+            out=str(tmp_path / "out"),
+            curate=CurateConfig(cap=5),
+            local=True,
+            stop_after="curate",
+        )
+    )
     assert manifest["counts"]["rows_in"] == 60
     assert manifest["counts"]["reasons"] == local["counts"]["reasons"]
     con, tables = catalog.connect(f"{root}/out")

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from ports import free_port
 
 from pipelines import build_wit, cli
 from wit_builder import catalog
@@ -24,11 +25,11 @@ from wit_builder.download.img2dataset_job import DownloadConfig
 from wit_builder.layout import BuildFolder
 from wit_builder.web.build import WebConfig, build_web
 from wit_builder.web.serve import serving
-from ports import free_port
 
-WORDS = ("frog animal bird dog cat fish horse tree flower house car sun star heart face smile hand apple ball boat "
-         "book bus cake clock cow duck egg hat key lion moon owl pig rabbit rosella sheep snake train turtle").split()
-
+WORDS = (
+    "frog animal bird dog cat fish horse tree flower house car sun star heart face smile hand apple ball boat "
+    "book bus cake clock cow duck egg hat key lion moon owl pig rabbit rosella sheep snake train turtle"
+).split()
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,33 @@ def web(tmp_path_factory):
 
 def argv(web, out, *extra):
     root, port = web
-    return ["build", "--pool", str(root / "pool.parquet"), "--queries", str(root / "queries.txt"), "--out", str(out),
-            "--local", "--cap", "4", "--allow-hosts", f"127.0.0.1:{port}", "--processes", "1", "--threads", "4",
-            "--shard-size", "8", "--timeout", "5", "--retries", "0", "--shard-retries", "0", *extra]
+    return [
+        "build",
+        "--pool",
+        str(root / "pool.parquet"),
+        "--queries",
+        str(root / "queries.txt"),
+        "--out",
+        str(out),
+        "--local",
+        "--cap",
+        "4",
+        "--allow-hosts",
+        f"127.0.0.1:{port}",
+        "--processes",
+        "1",
+        "--threads",
+        "4",
+        "--shard-size",
+        "8",
+        "--timeout",
+        "5",
+        "--retries",
+        "0",
+        "--shard-retries",
+        "0",
+        *extra,
+    ]
 
 
 def final_rows(out):
@@ -114,8 +139,10 @@ def test_sql_joins_accounting_with_samples(built, capsys):
     con, _ = catalog.connect(str(built))
     expected = dict(con.execute("SELECT coalesce(reason, 'kept'), count(*) FROM accounting GROUP BY 1").fetchall())
     capsys.readouterr()
-    query = ("SELECT coalesce(a.reason, 'kept') AS reason, count(*) AS n, count(s.uid) AS attempted "
-             "FROM accounting a LEFT JOIN samples s USING (uid) GROUP BY 1 ORDER BY 1")
+    query = (
+        "SELECT coalesce(a.reason, 'kept') AS reason, count(*) AS n, count(s.uid) AS attempted "
+        "FROM accounting a LEFT JOIN samples s USING (uid) GROUP BY 1 ORDER BY 1"
+    )
     assert cli.main(["sql", str(built), query, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["reason"]: r["n"] for r in rows} == expected
@@ -123,8 +150,10 @@ def test_sql_joins_accounting_with_samples(built, capsys):
         assert r["attempted"] == (r["n"] if r["reason"] in ("kept", "download_failed") else 0)
 
     failed = con.execute("SELECT count(*) FROM accounting WHERE status = 'failed'").fetchone()[0]
-    query = ("SELECT a.attributed_query AS query, s.error_message AS error, count(*) AS n FROM samples s "
-             "JOIN accounting a USING (uid) WHERE a.status = 'failed' GROUP BY ALL ORDER BY n DESC, query, error")
+    query = (
+        "SELECT a.attributed_query AS query, s.error_message AS error, count(*) AS n FROM samples s "
+        "JOIN accounting a USING (uid) WHERE a.status = 'failed' GROUP BY ALL ORDER BY n DESC, query, error"
+    )
     assert cli.main(["sql", str(built), query, "--format", "json"]) == 0
     per_query = json.loads(capsys.readouterr().out)
     assert per_query and sum(r["n"] for r in per_query) == failed
@@ -173,10 +202,22 @@ def test_other_config_into_same_out_is_refused(web, built, tmp_path, capsys):
 @pytest.mark.slow
 def test_ray_build_equals_local_build(web, built, tmp_path, ray_session):
     root, port = web
-    cfg = BuildConfig(pool=(str(root / "pool.parquet"),), queries=str(root / "queries.txt"), out=str(tmp_path / "ray"),
-                      curate=CurateConfig(cap=4), workers=1, batch_size=128,
-                      download=DownloadConfig(allow_hosts=(f"127.0.0.1:{port}",), number_sample_per_shard=8, thread_count=4, timeout=5,
-                                              retries=0, distributor="ray"))
+    cfg = BuildConfig(
+        pool=(str(root / "pool.parquet"),),
+        queries=str(root / "queries.txt"),
+        out=str(tmp_path / "ray"),
+        curate=CurateConfig(cap=4),
+        workers=1,
+        batch_size=128,
+        download=DownloadConfig(
+            allow_hosts=(f"127.0.0.1:{port}",),
+            number_sample_per_shard=8,
+            thread_count=4,
+            timeout=5,
+            retries=0,
+            distributor="ray",
+        ),
+    )
     manifest = build_wit.main(cfg)
     assert manifest["engine"] == "ray"
     assert final_rows(tmp_path / "ray") == final_rows(built)
@@ -192,8 +233,9 @@ def test_full_build_into_s3(web, built, s3_env):
     assert {"accounting", "curated", "samples", "query_counts"} <= set(tables)
     rows = con.execute("SELECT uid, status, reason, shard, key FROM accounting ORDER BY uid").fetchall()
     assert rows == [(r["uid"], r["status"], r["reason"], r["shard"], r["key"]) for r in final_rows(built)]
-    joined = con.execute("SELECT count(*) FROM accounting a JOIN samples s USING (uid) "
-                         "WHERE a.status = 'kept' AND s.status = 'success'").fetchone()[0]
+    joined = con.execute(
+        "SELECT count(*) FROM accounting a JOIN samples s USING (uid) WHERE a.status = 'kept' AND s.status = 'success'"
+    ).fetchone()[0]
     assert joined == sum(r[1] == "kept" for r in rows) > 0
     assert cli.main(argv(web, out)) == 0  # a rerun reuses both stages and ends the same
     assert con.execute("SELECT uid, status, reason, shard, key FROM accounting ORDER BY uid").fetchall() == rows
@@ -208,19 +250,45 @@ def test_build_killed_mid_download_resumes_to_the_uninterrupted_outcome(image_we
     n = 30
     urls = [image_web.url(f"/img/{280 + i}x{300 + i}-{i}.jpg") for i in range(n)]
     urls[27] = image_web.url("/kill-group/build.png")  # shard 00003 of 4 (8 pairs each, uid order)
-    pool = pa.table({"uid": [f"c{i:03d}" for i in range(n)], "url": urls,
-                         "text": [f"a photo of a {WORDS[i]} sitting in the garden" for i in range(n)]})
+    pool = pa.table(
+        {
+            "uid": [f"c{i:03d}" for i in range(n)],
+            "url": urls,
+            "text": [f"a photo of a {WORDS[i]} sitting in the garden" for i in range(n)],
+        }
+    )
     pq.write_table(pool, tmp_path / "pool.parquet")
     (tmp_path / "queries.txt").write_text("\n".join(WORDS) + "\n")
 
     def command(out):
-        return [Path(sys.executable).parent / "wit", "build", "--pool", tmp_path / "pool.parquet",
-                "--queries", tmp_path / "queries.txt", "--out", out, "--local", "--allow-hosts", image_web.allow,
-                "--processes", "1", "--threads", "4", "--shard-size", "8", "--timeout", "5", "--retries", "0"]
+        return [
+            Path(sys.executable).parent / "wit",
+            "build",
+            "--pool",
+            tmp_path / "pool.parquet",
+            "--queries",
+            tmp_path / "queries.txt",
+            "--out",
+            out,
+            "--local",
+            "--allow-hosts",
+            image_web.allow,
+            "--processes",
+            "1",
+            "--threads",
+            "4",
+            "--shard-size",
+            "8",
+            "--timeout",
+            "5",
+            "--retries",
+            "0",
+        ]
 
     def outcome(out):
-        return [(r["uid"], r["status"], r["reason"], r["error"], r["shard"], r["key"], r["sha256"])
-                for r in final_rows(out)]
+        return [
+            (r["uid"], r["status"], r["reason"], r["error"], r["shard"], r["key"], r["sha256"]) for r in final_rows(out)
+        ]
 
     reference = tmp_path / "reference"
     done = subprocess.run(command(reference), capture_output=True, text=True, timeout=600)
@@ -235,8 +303,9 @@ def test_build_killed_mid_download_resumes_to_the_uninterrupted_outcome(image_we
     assert sorted(p.name for p in (out / "shards").glob("*_stats.json")) == [f"0000{i}_stats.json" for i in range(3)]
     finished = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("0000[012].*")}
     # the stopped folder answers `wit sql`, and no row claims an image that is in no finished shard
-    assert cli.main(["sql", str(out), "SELECT status, count(*) AS n FROM accounting GROUP BY 1", "--format",
-                     "json"]) == 0
+    assert (
+        cli.main(["sql", str(out), "SELECT status, count(*) AS n FROM accounting GROUP BY 1", "--format", "json"]) == 0
+    )
     captured = capsys.readouterr()
     assert {r["status"]: r["n"] for r in json.loads(captured.out)} == {"selected": n}
     unfinished = BuildFolder(str(out)).unfinished_shards()
@@ -261,13 +330,37 @@ def test_misbehaving_servers_cannot_hold_a_build(image_web, tmp_path, capsys):
     deadline, n_good = 2.0, 6
     urls = [image_web.url(f"/img/{220 + i}x{200 + i}-{i}.jpg") for i in range(n_good)]
     urls += [image_web.url(route) for route in DEADLINE_ROUTES]
-    pool = pa.table({"uid": [f"d{i:02d}" for i in range(len(urls))], "url": urls,
-                     "text": [f"a photo of a {WORDS[i]} by the lake" for i in range(len(urls))]})
+    pool = pa.table(
+        {
+            "uid": [f"d{i:02d}" for i in range(len(urls))],
+            "url": urls,
+            "text": [f"a photo of a {WORDS[i]} by the lake" for i in range(len(urls))],
+        }
+    )
     pq.write_table(pool, tmp_path / "pool.parquet")
     (tmp_path / "queries.txt").write_text("\n".join(WORDS) + "\n")
-    argv = ["build", "--pool", str(tmp_path / "pool.parquet"), "--queries", str(tmp_path / "queries.txt"),
-            "--out", str(tmp_path / "out"), "--local", "--allow-hosts", image_web.allow, "--processes", "1",
-            "--threads", "16", "--timeout", "5", "--retries", "1", "--request-deadline", str(deadline)]
+    argv = [
+        "build",
+        "--pool",
+        str(tmp_path / "pool.parquet"),
+        "--queries",
+        str(tmp_path / "queries.txt"),
+        "--out",
+        str(tmp_path / "out"),
+        "--local",
+        "--allow-hosts",
+        image_web.allow,
+        "--processes",
+        "1",
+        "--threads",
+        "16",
+        "--timeout",
+        "5",
+        "--retries",
+        "1",
+        "--request-deadline",
+        str(deadline),
+    ]
     assert cli.main(argv) == 0
     assert "deadline: deadline exceeded" in capsys.readouterr().out  # the failure table names the reason
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

@@ -36,8 +36,9 @@ def test_wit_error_is_one_line_and_debug_shows_the_traceback(tmp_path):
     missing = tmp_path / "nope"
     done = wit("sql", str(missing), "SELECT 1")
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"wit: error: {missing} does not exist: give a folder written by a "
-                                                "wit command, or a .parquet file"]
+    assert done.stderr.strip().splitlines() == [
+        f"wit: error: {missing} does not exist: give a folder written by a wit command, or a .parquet file"
+    ]
     debug = wit("sql", str(missing), "SELECT 1", "--debug")
     assert "Traceback" in debug.stderr and debug.returncode == 2
 

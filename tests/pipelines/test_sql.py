@@ -12,18 +12,21 @@ import pytest
 
 
 def wit_sql(*args):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "sql", *map(str, args)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "sql", *map(str, args)], capture_output=True, text=True
+    )
 
 
 @pytest.fixture
 def folder(tmp_path):
-    pool = pa.table({
-        "uid": [f"u{i}" for i in range(120)],
-        "url": [f"http://127.0.0.1:9/img/{i % 40}.png" for i in range(120)],
-        "text": ["a dog, running" if i % 3 == 0 else "" if i % 3 == 1 else "ünïcode ✓ text" for i in range(120)],
-        "source": ["a" if i < 100 else "b" for i in range(120)],
-    })
+    pool = pa.table(
+        {
+            "uid": [f"u{i}" for i in range(120)],
+            "url": [f"http://127.0.0.1:9/img/{i % 40}.png" for i in range(120)],
+            "text": ["a dog, running" if i % 3 == 0 else "" if i % 3 == 1 else "ünïcode ✓ text" for i in range(120)],
+            "source": ["a" if i < 100 else "b" for i in range(120)],
+        }
+    )
     pq.write_table(pool, tmp_path / "pool.parquet")
     return tmp_path
 
@@ -36,7 +39,11 @@ def test_table_format_is_aligned_and_counts_rows(folder):
 
 def test_csv_and_json_round_trip_exact_values(folder):
     done = wit_sql(folder, "SELECT uid, text FROM pool WHERE uid IN ('u2', 'u3') ORDER BY uid", "--format", "csv")
-    assert list(csv.reader(io.StringIO(done.stdout))) == [["uid", "text"], ["u2", "ünïcode ✓ text"], ["u3", "a dog, running"]]
+    assert list(csv.reader(io.StringIO(done.stdout))) == [
+        ["uid", "text"],
+        ["u2", "ünïcode ✓ text"],
+        ["u3", "a dog, running"],
+    ]
     done = wit_sql(folder, "SELECT count(*) AS n, count(DISTINCT url) AS urls FROM pool", "--format", "json")
     assert json.loads(done.stdout) == [{"n": 120, "urls": 40}]
 
@@ -80,4 +87,3 @@ def test_not_parquet_and_empty_folder(tmp_path):
     empty.mkdir()
     done = wit_sql(empty, "SELECT 1")
     assert done.returncode == 2 and "no tables under" in done.stderr
-

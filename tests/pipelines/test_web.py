@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 from urllib.request import urlopen
 
 import pyarrow.parquet as pq
@@ -11,8 +10,9 @@ from ports import free_port
 
 
 def wit(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True, text=True, **kw)
-
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True, text=True, **kw
+    )
 
 
 def test_build_prints_counts_then_serve_serves_them(tmp_path):
@@ -23,8 +23,12 @@ def test_build_prints_counts_then_serve_serves_them(tmp_path):
     assert f"total pairs{meta['counts']['pairs']:>{37 - len('total pairs')},}" in done.stdout
     again = wit("web", "build", "--out", tmp_path, "--limit", "3", "--base-url", f"http://127.0.0.1:{port}")
     assert "is up to date" in again.stdout
-    server = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "web", "serve", str(tmp_path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "web", "serve", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert f"on http://127.0.0.1:{port}" in server.stdout.readline()
         row = next(r for r in pq.read_table(tmp_path / "pool.parquet").to_pylist() if r["noise"] is None)
@@ -33,7 +37,8 @@ def test_build_prints_counts_then_serve_serves_them(tmp_path):
         busy = wit("web", "serve", tmp_path)
         assert busy.returncode == 2 and "Traceback" not in busy.stderr
         assert busy.stderr.strip().splitlines() == [
-            f"wit: error: port {port} is in use on 127.0.0.1: pass --port, or stop what listens there"]
+            f"wit: error: port {port} is in use on 127.0.0.1: pass --port, or stop what listens there"
+        ]
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -42,8 +47,9 @@ def test_build_prints_counts_then_serve_serves_them(tmp_path):
 def test_serve_a_folder_without_a_web(tmp_path):
     done = wit("web", "serve", tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == (f"wit: error: {tmp_path} holds no demo web (web.json missing): "
-                                   f"run `wit web build --out {tmp_path}`")
+    assert done.stderr.strip() == (
+        f"wit: error: {tmp_path} holds no demo web (web.json missing): run `wit web build --out {tmp_path}`"
+    )
 
 
 def test_serve_a_folder_with_a_broken_web_json_and_a_missing_folder(tmp_path):

@@ -34,13 +34,25 @@ def folder(image_web, tmp_path_factory):
     texts = [f"a photo of a {WORDS[i % len(WORDS)]} in the garden" for i in range(n)]
     texts[7] = "nothing to see here"  # no query: one filtered row
     texts[9] = "x" * 1500 + " dog"  # the query sits past --max-chars: matched whole, stored cut
-    pq.write_table(pa.table({"uid": [f"u{i:02d}" for i in range(n)], "url": urls, "text": texts}),
-                   root / "pool.parquet")
+    pq.write_table(
+        pa.table({"uid": [f"u{i:02d}" for i in range(n)], "url": urls, "text": texts}), root / "pool.parquet"
+    )
     (root / "queries.txt").write_text("\n".join(WORDS) + "\n")
-    cfg = BuildConfig(pool=(str(root / "pool.parquet"),), queries=str(root / "queries.txt"), out=str(root / "out"),
-                      curate=CurateConfig(cap=50, lang_threshold=0.0), local=True,
-                      download=DownloadConfig(allow_hosts=(image_web.allow,), number_sample_per_shard=10,
-                                              processes_count=1, thread_count=4, timeout=5, retries=0))
+    cfg = BuildConfig(
+        pool=(str(root / "pool.parquet"),),
+        queries=str(root / "queries.txt"),
+        out=str(root / "out"),
+        curate=CurateConfig(cap=50, lang_threshold=0.0),
+        local=True,
+        download=DownloadConfig(
+            allow_hosts=(image_web.allow,),
+            number_sample_per_shard=10,
+            processes_count=1,
+            thread_count=4,
+            timeout=5,
+            retries=0,
+        ),
+    )
     manifest = build(cfg)
     return BuildFolder(str(root / "out")), manifest
 
@@ -57,7 +69,8 @@ def test_every_table_has_its_contract_schema(folder):
         for file in files:
             assert _schema_of(file).remove_metadata() == pa.schema([f.with_nullable(True) for f in contract]), file
     assert _schema_of(out.query_counts).remove_metadata() == pa.schema(
-        [f.with_nullable(True) for f in schema.QUERY_COUNTS_SCHEMA])
+        [f.with_nullable(True) for f in schema.QUERY_COUNTS_SCHEMA]
+    )
     for file in out.sample_tables():
         assert set(schema.SAMPLE_COLUMNS) <= set(_schema_of(file).names), file
     assert manifest["finished_stage"] == "download" == out.finished_stage()

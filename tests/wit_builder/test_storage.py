@@ -6,8 +6,8 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from ports import free_port
+
 from wit_builder import catalog, storage
 from wit_builder.errors import WitError
 

@@ -52,8 +52,7 @@ def apply_cap(table: pa.Table, cap: int, seed: int = 0) -> pa.Table:
         return table
     sub = table.take(pa.array(idx))
     keyed = pa.table({"q": sub["attributed"], "h": pa.array(seeded_hash(sub["uid"], seed, "cap")), "uid": sub["uid"]})
-    order = np.asarray(pc.sort_indices(keyed, sort_keys=[("q", "ascending"), ("h", "ascending"),
-                                                         ("uid", "ascending")]))
+    order = np.asarray(pc.sort_indices(keyed, sort_keys=[("q", "ascending"), ("h", "ascending"), ("uid", "ascending")]))
     q = attributed[idx][order]
     start = np.ones(len(q), bool)
     start[1:] = q[1:] != q[:-1]

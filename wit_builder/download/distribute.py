@@ -27,10 +27,14 @@ from concurrent.futures.process import BrokenProcessPool
 
 from tqdm import tqdm
 
-WORKER_DIED = "a download worker process died while this shard was pending or running (killed by a signal or the " \
-              "out-of-memory killer?)"
-RAY_WORKER_DIED = "the Ray worker died while running this shard, on every attempt Ray allowed (killed by a signal or " \
-                  "the out-of-memory killer?)"
+WORKER_DIED = (
+    "a download worker process died while this shard was pending or running (killed by a signal or the "
+    "out-of-memory killer?)"
+)
+RAY_WORKER_DIED = (
+    "the Ray worker died while running this shard, on every attempt Ray allowed (killed by a signal or "
+    "the out-of-memory killer?)"
+)
 TASKS_PER_PROCESS = 5  # img2dataset's maxtasksperchild: a fresh process now and then bounds leaks in decoders
 
 
@@ -41,7 +45,9 @@ class ShardsFailed(Exception):
         self.failures = dict(sorted(failures.items()))
         self.total = total
         first_id, first_error = next(iter(self.failures.items()))
-        super().__init__(f"{len(self.failures)} of {total} shard(s) did not finish; shard {first_id:05d}: {first_error}")
+        super().__init__(
+            f"{len(self.failures)} of {total} shard(s) did not finish; shard {first_id:05d}: {first_error}"
+        )
 
 
 def _run_shard(downloader, row):
@@ -152,8 +158,9 @@ def process_distributor(processes_count, downloader, reader, _subjob_size, max_s
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               max_tasks_per_child=TASKS_PER_PROCESS)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=TASKS_PER_PROCESS
+    )
 
 
 def _stop(executor: ProcessPoolExecutor, wait_for_workers: bool) -> None:
@@ -169,8 +176,9 @@ def _stop(executor: ProcessPoolExecutor, wait_for_workers: bool) -> None:
             process.join(timeout=5)
 
 
-def ray_distributor(processes_count, downloader, reader, _subjob_size, max_shard_retry, *, env_vars=None,
-                    shard_timeout=None):
+def ray_distributor(
+    processes_count, downloader, reader, _subjob_size, max_shard_retry, *, env_vars=None, shard_timeout=None
+):
     """A Ray task per shard over the cluster (one CPU each; img2dataset's `ray`). `env_vars` reach the tasks'
     workers (e.g. the S3 endpoint and credentials of the driver). At most one task per cluster CPU is in flight, so
     a task's clock starts about when it runs; past `shard_timeout` seconds it is cancelled (its worker killed) and

@@ -26,7 +26,6 @@ import math
 import multiprocessing
 import os
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -74,21 +73,52 @@ IMG2DATASET_NAMES = {
     "img2dataset.main.multiprocessing_distributor": ("processes_count", "downloader", "reader", "_", "max_shard_retry"),
     "img2dataset.main.ray_distributor": ("processes_count", "downloader", "reader", "_", "max_shard_retry"),
     "img2dataset.downloader.download_image_with_retry": (
-        "row", "timeout", "retries", "user_agent_token", "disallowed_header_directives"),
+        "row",
+        "timeout",
+        "retries",
+        "user_agent_token",
+        "disallowed_header_directives",
+    ),
     "img2dataset.downloader.is_disallowed": ("headers", "user_agent_token", "disallowed_header_directives"),
     "img2dataset.downloader.Downloader.download_shard": ("self", "row"),
     "img2dataset.downloader.Downloader.__init__": (
-        "self", "sample_writer_class", "resizer", "thread_count", "save_caption", "extract_exif", "output_folder",
-        "column_list", "timeout", "number_sample_per_shard", "oom_shard_count", "compute_hash", "verify_hash_type",
-        "encode_format", "retries", "user_agent_token", "disallowed_header_directives", "blurring_bbox_col"),
+        "self",
+        "sample_writer_class",
+        "resizer",
+        "thread_count",
+        "save_caption",
+        "extract_exif",
+        "output_folder",
+        "column_list",
+        "timeout",
+        "number_sample_per_shard",
+        "oom_shard_count",
+        "compute_hash",
+        "verify_hash_type",
+        "encode_format",
+        "retries",
+        "user_agent_token",
+        "disallowed_header_directives",
+        "blurring_bbox_col",
+    ),
     "img2dataset.writer.WebDatasetSampleWriter.__init__": (
-        "self", "shard_id", "output_folder", "save_caption", "oom_shard_count", "schema", "encode_format"),
+        "self",
+        "shard_id",
+        "output_folder",
+        "save_caption",
+        "oom_shard_count",
+        "schema",
+        "encode_format",
+    ),
     "img2dataset.writer.WebDatasetSampleWriter.write": ("self", "img_str", "key", "caption", "meta"),
     "img2dataset.resizer.Resizer.__call__": ("self", "img_stream", "blurring_bbox_list"),
     "img2dataset.logger.LoggerProcess": None,
 }
 # Parameters that may grow at the end without breaking us: img2dataset passes them by keyword, fetch takes **kwargs.
-IMG2DATASET_MAY_GROW = ("img2dataset.downloader.download_image_with_retry", "img2dataset.downloader.Downloader.__init__")
+IMG2DATASET_MAY_GROW = (
+    "img2dataset.downloader.download_image_with_retry",
+    "img2dataset.downloader.Downloader.__init__",
+)
 SHARD_MARGIN_S = 60.0  # per shard: worker start-up, reading the staged input, closing the tar and Parquet
 RESIZE_S_PER_PAIR = 0.5  # per pair: header check, decode, resize, encode, write (an image is at most 40 Mpx)
 
@@ -120,8 +150,16 @@ class DownloadConfig:
     distributor: str = "multiprocessing"  # or "ray" (caller must have called ray.init)
 
     OUTPUT_FIELDS = (
-        "image_size", "resize_mode", "resize_only_if_bigger", "encode_quality", "encode_format",
-        "number_sample_per_shard", "min_image_size", "max_image_area", "max_image_bytes", "extract_exif",
+        "image_size",
+        "resize_mode",
+        "resize_only_if_bigger",
+        "encode_quality",
+        "encode_format",
+        "number_sample_per_shard",
+        "min_image_size",
+        "max_image_area",
+        "max_image_bytes",
+        "extract_exif",
     )
 
     def fingerprint(self) -> dict:
@@ -148,8 +186,16 @@ class SafeDownloader(_i2d_downloader.Downloader):
     """img2dataset's Downloader with our fetch (address policy, body cap, deadline, transient-only retries) and size
     guard."""
 
-    def __init__(self, *args, policy: AddressPolicy, max_image_area: int, max_image_bytes: int,
-                 retry_backoff: float, request_deadline: float, **kwargs):
+    def __init__(
+        self,
+        *args,
+        policy: AddressPolicy,
+        max_image_area: int,
+        max_image_bytes: int,
+        retry_backoff: float,
+        request_deadline: float,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.policy = policy
         self.max_image_bytes = max_image_bytes
@@ -204,8 +250,9 @@ class SafeDownloader(_i2d_downloader.Downloader):
                     if pause >= deadline.remaining():
                         break
                     time.sleep(pause)
-                stream, error, transient = self._fetch_once(url, timeout, deadline, user_agent_token,
-                                                            disallowed_header_directives)
+                stream, error, transient = self._fetch_once(
+                    url, timeout, deadline, user_agent_token, disallowed_header_directives
+                )
                 if stream is not None or not transient:
                     return key, stream, error
         return key, None, error
@@ -225,8 +272,14 @@ class SafeDownloader(_i2d_downloader.Downloader):
                 raise Refused("Use of image disallowed by X-Robots-Tag directive")
 
         try:
-            body = self._opener.fetch(url, deadline, headers={"User-Agent": agent}, timeout=timeout,
-                                      max_bytes=self.max_image_bytes, check=check)
+            body = self._opener.fetch(
+                url,
+                deadline,
+                headers={"User-Agent": agent},
+                timeout=timeout,
+                max_bytes=self.max_image_bytes,
+                check=check,
+            )
             if len(body) > self.max_image_bytes:
                 return None, f"body larger than {self.max_image_bytes} bytes", False
             return io.BytesIO(body), None, False
@@ -234,15 +287,16 @@ class SafeDownloader(_i2d_downloader.Downloader):
             return None, str(err), False
         except urllib.error.HTTPError as err:
             return None, str(err), err.code in TRANSIENT_HTTP_CODES
-        except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as err:
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
             return None, str(err) or type(err).__name__, True
         except Exception as err:  # noqa: BLE001 - any other failure is recorded on the row, as img2dataset does
             return None, str(err) or type(err).__name__, False
 
 
 @contextmanager
-def _safe_img2dataset(config: DownloadConfig, worker_env: dict[str, str] | None = None,
-                      pairs_per_shard: int | None = None):
+def _safe_img2dataset(
+    config: DownloadConfig, worker_env: dict[str, str] | None = None, pairs_per_shard: int | None = None
+):
     """While active, img2dataset.main.download() builds a SafeDownloader carrying this config's policy and runs it
     with our distributors (distribute.py), which give up on a shard after shard_time_limit(); `worker_env` reaches
     Ray's workers (e.g. the S3 endpoint)."""
@@ -253,8 +307,11 @@ def _safe_img2dataset(config: DownloadConfig, worker_env: dict[str, str] | None 
     limit = shard_time_limit(config, pairs_per_shard)
     replaced = {
         "Downloader": functools.partial(
-            SafeDownloader, policy=policy, max_image_area=config.max_image_area,
-            max_image_bytes=config.max_image_bytes, retry_backoff=config.retry_backoff,
+            SafeDownloader,
+            policy=policy,
+            max_image_area=config.max_image_area,
+            max_image_bytes=config.max_image_bytes,
+            retry_backoff=config.retry_backoff,
             request_deadline=config.request_deadline,
         ),
         "multiprocessing_distributor": functools.partial(distribute.process_distributor, shard_timeout=limit),
@@ -347,16 +404,32 @@ def _stop_img2dataset_loggers() -> None:
 def img2dataset_kwargs(config: DownloadConfig, url_list: str, output_folder: str, extra_columns: list[str]) -> dict:
     """The keyword arguments of img2dataset.download() for a config (also used by the benchmark's baseline)."""
     return dict(
-        url_list=url_list, input_format="parquet", url_col="url", caption_col="text",
-        save_additional_columns=["uid", *extra_columns], output_format="webdataset", output_folder=output_folder,
-        image_size=config.image_size, resize_mode=config.resize_mode, resize_only_if_bigger=config.resize_only_if_bigger,
-        encode_quality=config.encode_quality, encode_format=config.encode_format,
-        number_sample_per_shard=config.number_sample_per_shard, min_image_size=config.min_image_size,
-        extract_exif=config.extract_exif, compute_hash="sha256", timeout=config.timeout, retries=config.retries,
+        url_list=url_list,
+        input_format="parquet",
+        url_col="url",
+        caption_col="text",
+        save_additional_columns=["uid", *extra_columns],
+        output_format="webdataset",
+        output_folder=output_folder,
+        image_size=config.image_size,
+        resize_mode=config.resize_mode,
+        resize_only_if_bigger=config.resize_only_if_bigger,
+        encode_quality=config.encode_quality,
+        encode_format=config.encode_format,
+        number_sample_per_shard=config.number_sample_per_shard,
+        min_image_size=config.min_image_size,
+        extract_exif=config.extract_exif,
+        compute_hash="sha256",
+        timeout=config.timeout,
+        retries=config.retries,
         user_agent_token=config.user_agent_token,
         disallowed_header_directives=list(config.disallowed_header_directives),
-        processes_count=config.processes_count, thread_count=config.thread_count, distributor=config.distributor,
-        max_shard_retry=config.shard_retries, incremental_mode="incremental", enable_wandb=False,
+        processes_count=config.processes_count,
+        thread_count=config.thread_count,
+        distributor=config.distributor,
+        max_shard_retry=config.shard_retries,
+        incremental_mode="incremental",
+        enable_wandb=False,
     )
 
 
@@ -389,8 +462,9 @@ def _check_config(out: str, config: DownloadConfig, pairs: pa.Table) -> None:
         storage.write_json(marker, wanted)
 
 
-def download_shards(pairs: pa.Table, out: str, config: DownloadConfig = DownloadConfig(),
-                    extra_columns: tuple[str, ...] | None = None) -> pa.Table:
+def download_shards(
+    pairs: pa.Table, out: str, config: DownloadConfig = DownloadConfig(), extra_columns: tuple[str, ...] | None = None
+) -> pa.Table:
     """Download `pairs` (uid, url, text + extra columns carried into each sample's .json) into WebDataset shards
     under `out` (a folder or s3:// prefix); returns the accounting table (status.py), one row per input pair.
     Rerunning into the same `out` skips finished shards (img2dataset's incremental mode)."""

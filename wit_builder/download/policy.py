@@ -103,7 +103,7 @@ class Deadline:
             self.done = True
             self._sockets = []
 
-    def __enter__(self) -> "Deadline":
+    def __enter__(self) -> Deadline:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -211,7 +211,7 @@ class AddressPolicy:
     allow: frozenset[tuple[str, int | None]] = frozenset()
 
     @classmethod
-    def from_allow_hosts(cls, spec) -> "AddressPolicy":
+    def from_allow_hosts(cls, spec) -> AddressPolicy:
         return cls(parse_allow_hosts(spec))
 
     def is_allowed(self, host: str, port: int) -> bool:
@@ -254,8 +254,13 @@ def _short(url: str, limit: int = 120) -> str:
     return url if len(url) <= limit else url[:limit] + "..."
 
 
-def _pinned_connection(policy: AddressPolicy, address: tuple[str, int], timeout=socket._GLOBAL_DEFAULT_TIMEOUT,  # noqa: SLF001
-                       source_address=None, deadline: Deadline | None = None):
+def _pinned_connection(
+    policy: AddressPolicy,
+    address: tuple[str, int],
+    timeout=socket._GLOBAL_DEFAULT_TIMEOUT,  # noqa: SLF001
+    source_address=None,
+    deadline: Deadline | None = None,
+):
     """socket.create_connection's signature, but only to addresses that passed the policy (the very addresses
     resolved during the check); with a deadline, connecting waits at most the time left and the socket is watched."""
     sock = _connect(policy, address, timeout, source_address, deadline)
@@ -401,8 +406,13 @@ class SafeOpener:
         self.policy = policy
         self._opener = build_opener(policy)
 
-    def open(self, url: str, headers: dict[str, str] | None = None, timeout: float | None = None,
-             deadline: Deadline | None = None):
+    def open(
+        self,
+        url: str,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        deadline: Deadline | None = None,
+    ):
         """The response; `timeout` bounds each connect and read, `deadline` the whole request (its redirects too)."""
         self.policy.check_url(url)  # scheme first: never hand file:// or ftp:// to urllib
         request = urllib.request.Request(url, headers=headers or {})
@@ -414,8 +424,15 @@ class SafeOpener:
                 raise err.reason from None
             raise
 
-    def fetch(self, url: str, deadline: Deadline, headers: dict[str, str] | None = None, timeout: float | None = None,
-              max_bytes: int = -1, check=None) -> bytes:
+    def fetch(
+        self,
+        url: str,
+        deadline: Deadline,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+        max_bytes: int = -1,
+        check=None,
+    ) -> bytes:
         """The body of `url` (at most max_bytes + 1 bytes when max_bytes >= 0), complete within `deadline`, else
         DeadlineExceeded, whatever else failed on the way. `check(response.headers)` may raise before the body is
         read."""

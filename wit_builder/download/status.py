@@ -17,18 +17,20 @@ from wit_builder.errors import WitError
 DEADLINE = "deadline"  # reason of a pair whose request missed request_deadline (error starts with DEADLINE_ERROR)
 DOWNLOAD_FAILED = "download_failed"  # reason of any other failed pair (404, refused, not an image, too large, ...)
 
-ACCOUNTING_SCHEMA = pa.schema([
-    ("uid", pa.string()),
-    ("status", pa.string()),  # kept | failed
-    ("reason", pa.string()),  # null when kept; DEADLINE | DOWNLOAD_FAILED when failed
-    ("error", pa.string()),  # img2dataset's error_message (null when kept)
-    ("stage", pa.string()),  # img2dataset's status: success | failed_to_download | failed_to_resize
-    ("shard", pa.string()),  # NNNNN.tar the pair belongs to (its sample is in it only when kept)
-    ("key", pa.string()),  # the sample key inside the shard
-    ("width", pa.int32()),
-    ("height", pa.int32()),
-    ("sha256", pa.string()),  # of the stored image bytes (kept only)
-])
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("uid", pa.string()),
+        ("status", pa.string()),  # kept | failed
+        ("reason", pa.string()),  # null when kept; DEADLINE | DOWNLOAD_FAILED when failed
+        ("error", pa.string()),  # img2dataset's error_message (null when kept)
+        ("stage", pa.string()),  # img2dataset's status: success | failed_to_download | failed_to_resize
+        ("shard", pa.string()),  # NNNNN.tar the pair belongs to (its sample is in it only when kept)
+        ("key", pa.string()),  # the sample key inside the shard
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("sha256", pa.string()),  # of the stored image bytes (kept only)
+    ]
+)
 
 
 # Parts of an error message that differ between pairs with the same cause; the failure table groups them away.
@@ -50,7 +52,7 @@ def error_group_sql(column: str = "error") -> str:
 
 def shard_status_files(out: str) -> list[str]:
     """The NNNNN.parquet files img2dataset wrote under `out` (local folder or s3:// prefix)."""
-    return [p for p in storage.listdir(out, ".parquet") if p.rsplit("/", 1)[-1][:-len(".parquet")].isdigit()]
+    return [p for p in storage.listdir(out, ".parquet") if p.rsplit("/", 1)[-1][: -len(".parquet")].isdigit()]
 
 
 def read_shard_status(path: str) -> pa.Table:
@@ -63,25 +65,28 @@ def read_shard_status(path: str) -> pa.Table:
     error = table.column("error_message")
     deadline = pc.fill_null(pc.starts_with(error, DEADLINE_ERROR), False)
     reason = pc.if_else(kept, pa.scalar(None, pa.string()), pc.if_else(deadline, DEADLINE, DOWNLOAD_FAILED))
-    return pa.table({
-        "uid": table.column("uid").cast(pa.string()),
-        "status": pc.if_else(kept, "kept", "failed"),
-        "reason": reason,
-        "error": pc.if_else(kept, pa.scalar(None, pa.string()), table.column("error_message")),
-        "stage": table.column("status"),
-        "shard": pa.array([shard] * n, pa.string()),
-        "key": table.column("key"),
-        "width": table.column("width"),
-        "height": table.column("height"),
-        "sha256": table.column("sha256"),
-    }, schema=ACCOUNTING_SCHEMA)
+    return pa.table(
+        {
+            "uid": table.column("uid").cast(pa.string()),
+            "status": pc.if_else(kept, "kept", "failed"),
+            "reason": reason,
+            "error": pc.if_else(kept, pa.scalar(None, pa.string()), table.column("error_message")),
+            "stage": table.column("status"),
+            "shard": pa.array([shard] * n, pa.string()),
+            "key": table.column("key"),
+            "width": table.column("width"),
+            "height": table.column("height"),
+            "sha256": table.column("sha256"),
+        },
+        schema=OUTCOME_SCHEMA,
+    )
 
 
 def read_status(out: str) -> pa.Table:
     """Accounting rows for every shard under `out`, in shard and key order."""
     parts = [read_shard_status(p) for p in shard_status_files(out)]
     if not parts:
-        return ACCOUNTING_SCHEMA.empty_table()
+        return OUTCOME_SCHEMA.empty_table()
     table = pa.concat_tables(parts)
     return table.sort_by([("shard", "ascending"), ("key", "ascending")])
 
@@ -94,8 +99,10 @@ def assert_accounted(input_uids: list, accounting: pa.Table) -> None:
     extra = sorted(set(got) - set(wanted))
     repeated = sorted(u for u, n in got.items() if n > 1)
     if missing or extra or repeated:
+
         def show(items):
             return f"{len(items)} ({', '.join(items[:5])}{', ...' if len(items) > 5 else ''})"
+
         raise WitError(
             f"download accounting does not match the input: missing {show(missing)}, unexpected {show(extra)}, "
             f"repeated {show(repeated)}; the shard Parquet files are incomplete: rerun the same command to redo "

@@ -44,8 +44,10 @@ class TokenAutomaton:
                     child = edges[(node, tok)] = len(edges) + 1
                 node = child
             if node in terminal:
-                raise WitError(f"query {entry!r} appears twice in the query list (#{terminal[node]} and #{qid}): "
-                               "deduplicate it (load_queries does)")
+                raise WitError(
+                    f"query {entry!r} appears twice in the query list (#{terminal[node]} and #{qid}): "
+                    "deduplicate it (load_queries does)"
+                )
             terminal[node] = qid
         self.vocab = vocab
         self.n_tokens = max(len(vocab), 1)
@@ -96,8 +98,9 @@ class TokenAutomaton:
         """Vocabulary id of every piece (-1 when the piece is in no entry): one dict lookup per distinct piece."""
         encoded = pc.dictionary_encode(flat)
         get = self.vocab.get
-        lookup = np.fromiter((get(p, -1) for p in encoded.dictionary.to_pylist()), dtype=np.int64,
-                             count=len(encoded.dictionary))
+        lookup = np.fromiter(
+            (get(p, -1) for p in encoded.dictionary.to_pylist()), dtype=np.int64, count=len(encoded.dictionary)
+        )
         indices = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         return lookup[indices]
 

@@ -47,8 +47,10 @@ def identify_batch(table: pa.Table, lid: LanguageId, cfg: CurateConfig = CurateC
         scores.append(score)
     lang_col = pa.array(langs, pa.string())
     score_col = pa.array(scores, pa.float32())
-    wanted = pc.and_(pc.is_in(lang_col, pa.array(list(cfg.languages), pa.string())),
-                     pc.greater_equal(score_col, pa.scalar(cfg.lang_threshold, pa.float32())))
+    wanted = pc.and_(
+        pc.is_in(lang_col, pa.array(list(cfg.languages), pa.string())),
+        pc.greater_equal(score_col, pa.scalar(cfg.lang_threshold, pa.float32())),
+    )
     reason = drop(table["reason"], pc.fill_null(pc.invert(wanted), True), "language")
     table = table.set_column(table.schema.get_field_index("reason"), "reason", reason)
     return table.append_column("lang", lang_col).append_column("lang_score", score_col)

@@ -90,13 +90,17 @@ def read_pool_file(path: str, cfg: CurateConfig = CurateConfig()) -> pa.Table:
 
 def _read_csv(data: bytes, fmt: str, cfg: CurateConfig, path: str) -> pa.Table:
     delimiter = "\t" if fmt == "tsv" else ","
-    convert = pacsv.ConvertOptions(check_utf8=False, strings_can_be_null=False,
-                                   column_types={cfg.url_col: pa.binary(), cfg.text_col: pa.binary(),
-                                                 cfg.uid_col: pa.string()})
+    convert = pacsv.ConvertOptions(
+        check_utf8=False,
+        strings_can_be_null=False,
+        column_types={cfg.url_col: pa.binary(), cfg.text_col: pa.binary(), cfg.uid_col: pa.string()},
+    )
     try:
-        return pacsv.read_csv(io.BytesIO(data), parse_options=pacsv.ParseOptions(delimiter=delimiter,
-                                                                                 newlines_in_values=True),
-                              convert_options=convert)
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=convert,
+        )
     except pa.ArrowInvalid as err:
         raise WitError(f"{path} is not a readable {fmt.upper()} file ({err})") from err
 
@@ -122,8 +126,10 @@ def _from_jsonl(data: bytes, name: str, cfg: CurateConfig, path: str) -> pa.Tabl
     parsed = [r for r, why in zip(rows, reasons) if why is None]
     for col in (cfg.url_col, cfg.text_col):
         if parsed and not any(col in r for r in parsed):
-            raise WitError(f"{path} has no '{col}' field (fields: {', '.join(sorted(set().union(*map(set, parsed))))}); "
-                           "pass --url-col / --text-col")
+            raise WitError(
+                f"{path} has no '{col}' field (fields: {', '.join(sorted(set().union(*map(set, parsed))))}); "
+                "pass --url-col / --text-col"
+            )
 
     def column(key):
         return [_as_text(r.get(key)) for r in rows]
@@ -146,8 +152,10 @@ def _shape(table: pa.Table, name: str, cfg: CurateConfig, path: str, reason) -> 
     """Pick and rename the configured columns, make uids, and decode url/text (invalid UTF-8 -> a reason)."""
     missing = [c for c in (cfg.url_col, cfg.text_col) if c not in table.column_names]
     if missing:
-        raise WitError(f"{path} lacks column(s) {', '.join(missing)} (it has: {', '.join(table.column_names)}); "
-                       "pass --url-col / --text-col")
+        raise WitError(
+            f"{path} lacks column(s) {', '.join(missing)} (it has: {', '.join(table.column_names)}); "
+            "pass --url-col / --text-col"
+        )
     n = table.num_rows
     reason = pa.nulls(n, pa.string()) if reason is None else reason
     url, bad_url = _decode(table[cfg.url_col])
@@ -157,7 +165,9 @@ def _shape(table: pa.Table, name: str, cfg: CurateConfig, path: str, reason) -> 
     if cfg.uid_col in table.column_names:
         uid = table[cfg.uid_col].cast(pa.string())
         if uid.null_count:
-            raise WitError(f"{path}: column {cfg.uid_col} has {uid.null_count} null uid(s); fill them or drop the column")
+            raise WitError(
+                f"{path}: column {cfg.uid_col} has {uid.null_count} null uid(s); fill them or drop the column"
+            )
     else:
         uid = pa.array([f"{name}:{i}" for i in range(n)], pa.string())
     source = table["source"].cast(pa.string()) if "source" in table.column_names else pa.nulls(n, pa.string())
@@ -175,11 +185,20 @@ def _decode(col) -> tuple[pa.Array, pa.Array]:
     col = _plain_any(col)
     if pa.types.is_null(col.type):
         return pa.nulls(len(col), pa.string()), pa.array([False] * len(col))
-    if not (pa.types.is_binary(col.type) or pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
-            or pa.types.is_large_binary(col.type)):
+    if not (
+        pa.types.is_binary(col.type)
+        or pa.types.is_string(col.type)
+        or pa.types.is_large_string(col.type)
+        or pa.types.is_large_binary(col.type)
+    ):
         return col.cast(pa.string()), pa.array([False] * len(col))
-    raw = col.cast(pa.large_binary()) if pa.types.is_large_string(col.type) else col.view(pa.binary()) \
-        if pa.types.is_string(col.type) else col
+    raw = (
+        col.cast(pa.large_binary())
+        if pa.types.is_large_string(col.type)
+        else col.view(pa.binary())
+        if pa.types.is_string(col.type)
+        else col
+    )
     try:
         return raw.cast(pa.string()), pa.array([False] * len(col))
     except pa.ArrowInvalid:

@@ -29,15 +29,17 @@ from wit_builder.queries.config import METACLIP_TOTALS, SOURCES
 from wit_builder.queries.normalize import normalize
 
 METADATA_KEY = b"wit.queries"
-SCHEMA = pa.schema([
-    ("query", pa.string()),
-    ("sources", pa.list_(pa.string())),
-    ("unigram_count", pa.int64()),
-    ("bigram_pmi", pa.float64()),
-    ("bigram_count", pa.int64()),
-    ("title_popularity", pa.int64()),
-    ("wordnet_synsets", pa.list_(pa.string())),
-])
+SCHEMA = pa.schema(
+    [
+        ("query", pa.string()),
+        ("sources", pa.list_(pa.string())),
+        ("unigram_count", pa.int64()),
+        ("bigram_pmi", pa.float64()),
+        ("bigram_count", pa.int64()),
+        ("title_popularity", pa.int64()),
+        ("wordnet_synsets", pa.list_(pa.string())),
+    ]
+)
 
 
 def _rows(table: pa.Table | None):
@@ -137,7 +139,7 @@ def _cap(entries: dict[str, dict], target_size: int, report: dict[str, Counter])
     quota = quotas(room, {s: len(g) for s, g in groups.items()}, METACLIP_TOTALS)
     for source, group in groups.items():
         group.sort(key=lambda e: (-(e.get(_STAT[source]) or 0), e["query"]))
-        for entry in group[quota[source]:]:
+        for entry in group[quota[source] :]:
             for name in entry["sources"]:
                 report[name]["dropped_cap"] += 1
             del entries[entry["query"]]
@@ -159,9 +161,12 @@ def summary(report: dict, total: int) -> str:
     lines = [header, "-" * len(header)]
     for source in SOURCES:
         counts = report.get(source, {})
-        dropped = ", ".join(f"{k[len('dropped_'):]} {v:,}" for k, v in sorted(counts.items())
-                            if k.startswith("dropped_"))
-        lines.append(f"{source:<9} {counts.get('admitted', 0):>10,} {counts.get('in_list', 0):>10,} "
-                     f"{counts.get('first', 0):>10,} {METACLIP_TOTALS[source]:>10,}  {dropped or '-'}")
+        dropped = ", ".join(
+            f"{k[len('dropped_') :]} {v:,}" for k, v in sorted(counts.items()) if k.startswith("dropped_")
+        )
+        lines.append(
+            f"{source:<9} {counts.get('admitted', 0):>10,} {counts.get('in_list', 0):>10,} "
+            f"{counts.get('first', 0):>10,} {METACLIP_TOTALS[source]:>10,}  {dropped or '-'}"
+        )
     lines.append(f"{'total':<9} {'':>10} {'':>10} {total:>10,} {sum(METACLIP_TOTALS.values()):>10,}")
     return "\n".join(lines)

@@ -32,8 +32,8 @@ class PartialCounts:
     unigrams: Counter = field(default_factory=Counter)
     bigrams: Counter = field(default_factory=Counter)
     links: Counter = field(default_factory=Counter)
-    titles: list = field(default_factory=list)      # (page_id, title) of kept articles
-    redirects: list = field(default_factory=list)   # (title, target) of article-namespace redirects
+    titles: list = field(default_factory=list)  # (page_id, title) of kept articles
+    redirects: list = field(default_factory=list)  # (title, target) of article-namespace redirects
     stats: Counter = field(default_factory=Counter)
 
     def add(self, page: Page, prefixes: frozenset[str]) -> None:
@@ -62,17 +62,26 @@ class PartialCounts:
     def to_tables(self) -> dict[str, pa.Table]:
         firsts, seconds = zip(*self.bigrams) if self.bigrams else ((), ())
         return {
-            "unigrams": pa.table({"token": list(self.unigrams), "count": list(self.unigrams.values())},
-                                 schema=pa.schema([("token", pa.string()), ("count", pa.int64())])),
-            "bigrams": pa.table({"first": list(firsts), "second": list(seconds), "count": list(self.bigrams.values())},
-                                schema=pa.schema([("first", pa.string()), ("second", pa.string()),
-                                                  ("count", pa.int64())])),
-            "titles": pa.table({"page_id": [p for p, _ in self.titles], "title": [t for _, t in self.titles]},
-                               schema=pa.schema([("page_id", pa.int64()), ("title", pa.string())])),
-            "links": pa.table({"target": list(self.links), "count": list(self.links.values())},
-                              schema=pa.schema([("target", pa.string()), ("count", pa.int64())])),
-            "redirects": pa.table({"title": [t for t, _ in self.redirects], "target": [t for _, t in self.redirects]},
-                                  schema=pa.schema([("title", pa.string()), ("target", pa.string())])),
+            "unigrams": pa.table(
+                {"token": list(self.unigrams), "count": list(self.unigrams.values())},
+                schema=pa.schema([("token", pa.string()), ("count", pa.int64())]),
+            ),
+            "bigrams": pa.table(
+                {"first": list(firsts), "second": list(seconds), "count": list(self.bigrams.values())},
+                schema=pa.schema([("first", pa.string()), ("second", pa.string()), ("count", pa.int64())]),
+            ),
+            "titles": pa.table(
+                {"page_id": [p for p, _ in self.titles], "title": [t for _, t in self.titles]},
+                schema=pa.schema([("page_id", pa.int64()), ("title", pa.string())]),
+            ),
+            "links": pa.table(
+                {"target": list(self.links), "count": list(self.links.values())},
+                schema=pa.schema([("target", pa.string()), ("count", pa.int64())]),
+            ),
+            "redirects": pa.table(
+                {"title": [t for t, _ in self.redirects], "target": [t for _, t in self.redirects]},
+                schema=pa.schema([("title", pa.string()), ("target", pa.string())]),
+            ),
         }
 
 
@@ -96,8 +105,8 @@ def write_tables(tables: dict[str, pa.Table], work_dir: str, part: int) -> None:
 
 @dataclass(frozen=True)
 class Reduced:
-    tokens: int                 # N
-    bigram_total: int           # B
+    tokens: int  # N
+    bigram_total: int  # B
     articles: int
     distinct_unigrams: int
     distinct_bigrams: int
@@ -118,21 +127,26 @@ def connect(work_dir: str, memory_limit: str):
         if files:
             con.execute(f"CREATE VIEW part_{kind} AS SELECT * FROM read_parquet([{listing}])")
         else:
-            empty = {"unigrams": "NULL::VARCHAR AS token, 0::BIGINT AS count",
-                     "bigrams": "NULL::VARCHAR AS first, NULL::VARCHAR AS second, 0::BIGINT AS count",
-                     "titles": "0::BIGINT AS page_id, NULL::VARCHAR AS title",
-                     "links": "NULL::VARCHAR AS target, 0::BIGINT AS count",
-                     "redirects": "NULL::VARCHAR AS title, NULL::VARCHAR AS target"}[kind]
+            empty = {
+                "unigrams": "NULL::VARCHAR AS token, 0::BIGINT AS count",
+                "bigrams": "NULL::VARCHAR AS first, NULL::VARCHAR AS second, 0::BIGINT AS count",
+                "titles": "0::BIGINT AS page_id, NULL::VARCHAR AS title",
+                "links": "NULL::VARCHAR AS target, 0::BIGINT AS count",
+                "redirects": "NULL::VARCHAR AS title, NULL::VARCHAR AS target",
+            }[kind]
             con.execute(f"CREATE VIEW part_{kind} AS SELECT {empty} WHERE false")
     return con
 
 
 def reduce(con) -> Reduced:
     """Sum the partial unigram and bigram counts into tables `unigram_totals` and `bigram_totals`."""
-    con.execute("CREATE TABLE unigram_totals AS SELECT token, sum(count)::BIGINT AS count FROM part_unigrams "
-                "GROUP BY token")
-    con.execute("CREATE TABLE bigram_totals AS SELECT first, second, sum(count)::BIGINT AS count FROM part_bigrams "
-                "GROUP BY first, second")
+    con.execute(
+        "CREATE TABLE unigram_totals AS SELECT token, sum(count)::BIGINT AS count FROM part_unigrams GROUP BY token"
+    )
+    con.execute(
+        "CREATE TABLE bigram_totals AS SELECT first, second, sum(count)::BIGINT AS count FROM part_bigrams "
+        "GROUP BY first, second"
+    )
     tokens, distinct_u = con.execute("SELECT coalesce(sum(count), 0), count(*) FROM unigram_totals").fetchall()[0]
     bigrams, distinct_b = con.execute("SELECT coalesce(sum(count), 0), count(*) FROM bigram_totals").fetchall()[0]
     articles = con.execute("SELECT count(DISTINCT page_id) FROM part_titles").fetchall()[0][0]
@@ -141,8 +155,10 @@ def reduce(con) -> Reduced:
 
 def unigrams_at_least(con, min_count: int) -> pa.Table:
     """(query, count) for tokens seen at least min_count times."""
-    return con.sql("SELECT token AS query, count FROM unigram_totals WHERE count >= $min ORDER BY count DESC, token",
-                   params={"min": min_count}).to_arrow_table()
+    return con.sql(
+        "SELECT token AS query, count FROM unigram_totals WHERE count >= $min ORDER BY count DESC, token",
+        params={"min": min_count},
+    ).to_arrow_table()
 
 
 _PMI_SQL = {
@@ -155,8 +171,9 @@ def bigrams_by_pmi(con, reduced: Reduced, min_count: int, min_pmi: float, *, rul
     """(query, count, pmi) for bigrams seen at least min_count times with pmi >= min_pmi, pmi by `rule` (module
     docstring), best first."""
     if reduced.tokens == 0 or reduced.bigram_total == 0:
-        return pa.table({"query": pa.array([], pa.string()), "count": pa.array([], pa.int64()),
-                         "pmi": pa.array([], pa.float64())})
+        return pa.table(
+            {"query": pa.array([], pa.string()), "count": pa.array([], pa.int64()), "pmi": pa.array([], pa.float64())}
+        )
     params = {"N": reduced.tokens, "min_count": min_count, "min_pmi": min_pmi}
     if rule == "ratio":
         params["B"] = reduced.bigram_total
@@ -196,8 +213,9 @@ def count_batch(pages: list[Page], namespaces: dict[int, str] | None) -> tuple[d
     return partial.to_tables(), dict(partial.stats)
 
 
-def count_byte_range(uri: str, start: int, end: int,
-                     namespaces: dict[int, str] | None) -> tuple[dict[str, pa.Table], dict]:
+def count_byte_range(
+    uri: str, start: int, end: int, namespaces: dict[int, str] | None
+) -> tuple[dict[str, pa.Table], dict]:
     """Worker side, multistream dumps: every bz2 stream in [start, end) -> partial tables and stats."""
     from wit_builder.queries.wikipedia import iter_range_pages, open_binary
 

@@ -16,16 +16,68 @@ from mwparserfromhell.nodes import Heading, Tag, Template, Wikilink
 
 _EMPTY = mwparserfromhell.parse("")  # assigned to emptied nodes; never mutated
 
-DISAMBIGUATION_TEMPLATES = frozenset({
-    "disambiguation", "disambig", "disamb", "dab", "dis", "hndis", "geodis", "numberdis", "letter-numbercombdisambig",
-    "disambiguation cleanup", "mil-unit-dis", "schooldis", "hospitaldis", "dbz",
-})
+DISAMBIGUATION_TEMPLATES = frozenset(
+    {
+        "disambiguation",
+        "disambig",
+        "disamb",
+        "dab",
+        "dis",
+        "hndis",
+        "geodis",
+        "numberdis",
+        "letter-numbercombdisambig",
+        "disambiguation cleanup",
+        "mil-unit-dis",
+        "schooldis",
+        "hospitaldis",
+        "dbz",
+    }
+)
 # Namespace names and aliases beyond those a dump declares (MediaWiki built-ins every wiki accepts).
-EXTRA_PREFIXES = frozenset({"image", "wp", "project", "wikt", "wiktionary", "commons", "w", "s", "q", "n", "b", "v",
-                            "m", "meta", "mw", "special", "media"})
+EXTRA_PREFIXES = frozenset(
+    {
+        "image",
+        "wp",
+        "project",
+        "wikt",
+        "wiktionary",
+        "commons",
+        "w",
+        "s",
+        "q",
+        "n",
+        "b",
+        "v",
+        "m",
+        "meta",
+        "mw",
+        "special",
+        "media",
+    }
+)
 # Tags whose content is not prose (strip_code would keep a <ref>'s citation text).
-HIDDEN_TAGS = frozenset({"ref", "references", "gallery", "math", "chem", "ce", "score", "timeline", "syntaxhighlight",
-                         "source", "pre", "imagemap", "templatedata", "graph", "mapframe", "maplink", "hiero"})
+HIDDEN_TAGS = frozenset(
+    {
+        "ref",
+        "references",
+        "gallery",
+        "math",
+        "chem",
+        "ce",
+        "score",
+        "timeline",
+        "syntaxhighlight",
+        "source",
+        "pre",
+        "imagemap",
+        "templatedata",
+        "graph",
+        "mapframe",
+        "maplink",
+        "hiero",
+    }
+)
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[a-z]+)*$")
 _SPACES = re.compile(r"[\s_]+")
 

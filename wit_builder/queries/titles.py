@@ -68,11 +68,14 @@ def read_pageviews(path: str) -> tuple[pa.Table, Counter]:
         raise WitError(
             f"{path} is not a Wikimedia pageviews file: {stats['skipped_bad_line']:,} of {stats['lines']:,} lines "
             "have neither `domain title views bytes` nor `wiki title page_id access daily hourly` shape "
-            "(get one from https://dumps.wikimedia.org/other/pageviews/)")
+            "(get one from https://dumps.wikimedia.org/other/pageviews/)"
+        )
     if stats["used"] == 0:
         raise WitError(f"{path} holds no English Wikipedia lines (domain en / en.m / en.wikipedia)")
-    table = pa.table({"title": list(views), "views": list(views.values())},
-                     schema=pa.schema([("title", pa.string()), ("views", pa.int64())]))
+    table = pa.table(
+        {"title": list(views), "views": list(views.values())},
+        schema=pa.schema([("title", pa.string()), ("views", pa.int64())]),
+    )
     return table, stats
 
 

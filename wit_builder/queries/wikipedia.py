@@ -18,8 +18,9 @@ import io
 import logging
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from wit_builder.errors import WitError
 
@@ -43,7 +44,7 @@ def open_binary(uri: str) -> BinaryIO:
     from wit_builder import storage
 
     if storage.is_s3(uri):
-        return storage.fsspec_s3().open(uri[len("s3://"):], "rb")
+        return storage.fsspec_s3().open(uri[len("s3://") :], "rb")
     try:
         return open(uri, "rb")
     except OSError as err:
@@ -87,8 +88,9 @@ def _page(el: ET.Element, namespaces: dict[int, str] | None, stats: Counter) -> 
         return None
     if namespaces is not None and ns not in namespaces:
         stats["skipped_unknown_namespace"] += 1
-        log.warning("skipped page %s %r: namespace %s is not declared in the dump's <siteinfo>", page_id,
-                    fields["title"], ns)
+        log.warning(
+            "skipped page %s %r: namespace %s is not declared in the dump's <siteinfo>", page_id, fields["title"], ns
+        )
         return None
     return Page(page_id, fields["title"], ns, fields["redirect"], fields["text"] or "")
 
@@ -140,8 +142,10 @@ def read_header(fileobj: BinaryIO, name: str) -> dict:
     data, _ = _stream_at(fileobj, 0, name)
     end = data.find(b"</siteinfo>")
     if not data.lstrip().startswith(b"<mediawiki") or end < 0:
-        raise WitError(f"{name}: the first bz2 stream holds no <mediawiki><siteinfo> header; is this a "
-                       "pages-articles-multistream dump?")
+        raise WitError(
+            f"{name}: the first bz2 stream holds no <mediawiki><siteinfo> header; is this a "
+            "pages-articles-multistream dump?"
+        )
     try:
         root = ET.fromstring(data[: end + len(b"</siteinfo>")] + b"</mediawiki>")
     except ET.ParseError as err:
@@ -189,12 +193,14 @@ def read_index(fileobj: BinaryIO, name: str) -> list[int]:
 def stream_ranges(offsets: list[int], file_size: int, streams_per_task: int) -> list[tuple[int, int]]:
     """Byte ranges [start, end) covering `streams_per_task` consecutive streams each; the last ends at the file end."""
     bounds = offsets + [file_size]
-    return [(bounds[i], bounds[min(i + streams_per_task, len(offsets))])
-            for i in range(0, len(offsets), streams_per_task)]
+    return [
+        (bounds[i], bounds[min(i + streams_per_task, len(offsets))]) for i in range(0, len(offsets), streams_per_task)
+    ]
 
 
-def iter_range_pages(fileobj: BinaryIO, start: int, end: int, namespaces: dict[int, str] | None, stats: Counter,
-                     name: str) -> Iterator[Page]:
+def iter_range_pages(
+    fileobj: BinaryIO, start: int, end: int, namespaces: dict[int, str] | None, stats: Counter, name: str
+) -> Iterator[Page]:
     """The pages of every stream in the byte range [start, end) (streams are read one at a time)."""
     offset = start
     while offset < end:

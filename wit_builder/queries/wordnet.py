@@ -33,8 +33,9 @@ def parse_line(line: str, where: str) -> tuple[str, list[str]]:
         offset, ss_type, count = fields[0], fields[2], int(fields[3], 16)
         words = [fields[4 + 2 * i] for i in range(count)]
     except (IndexError, ValueError) as err:
-        raise WitError(f"{where}: not a WordNet data line ({line[:60]!r}); point --wordnet at WordNet 3.0's "
-                       "dict folder") from err
+        raise WitError(
+            f"{where}: not a WordNet data line ({line[:60]!r}); point --wordnet at WordNet 3.0's dict folder"
+        ) from err
     if not offset.isdigit() or ss_type not in ("n", "v", "a", "s", "r") or count == 0:
         raise WitError(f"{where}: not a WordNet data line ({line[:60]!r})")
     return f"{offset}-{ss_type}", [_MARKER.sub("", w).replace("_", " ") for w in words]
@@ -48,8 +49,10 @@ def read_wordnet(directory: str | None = None) -> tuple[pa.Table, Counter]:
     for name in FILES:
         path = os.path.join(directory, f"data.{name}")
         if not os.path.exists(path):
-            raise WitError(f"{path} is missing: --wordnet must be a folder holding data.noun/verb/adj/adv "
-                           "(Debian wordnet-base: /usr/share/wordnet)")
+            raise WitError(
+                f"{path} is missing: --wordnet must be a folder holding data.noun/verb/adj/adv "
+                "(Debian wordnet-base: /usr/share/wordnet)"
+            )
         with open(path, encoding="utf-8", errors="strict") as handle:
             try:
                 for number, line in enumerate(handle, 1):

@@ -25,24 +25,26 @@ from wit_builder.errors import WitError
 from wit_builder.paths import cache_dir, debian_path
 from wit_builder.web import noise, sources
 
-BUILDER_VERSION = 2          # bump when the builder's output changes, so old webs are rebuilt
+BUILDER_VERSION = 2  # bump when the builder's output changes, so old webs are rebuilt
 POOL_FILE = "pool.parquet"
 META_FILE = "web.json"
 
-POOL_SCHEMA = pa.schema([  # the pool contract (wit_builder/schema.py), then what the demo web knows about each pair
-    *schema.POOL_SCHEMA,
-    pa.field("collection", pa.string()),
-    pa.field("image", pa.string()),      # the published file behind the URL (relative to DIR), even for dead links
-    pa.field("category", pa.string()),
-    pa.field("noise", pa.string()),      # null, or the kind of noise applied to this pair (noise.py)
-])
+POOL_SCHEMA = pa.schema(
+    [  # the pool contract (wit_builder/schema.py), then what the demo web knows about each pair
+        *schema.POOL_SCHEMA,
+        pa.field("collection", pa.string()),
+        pa.field("image", pa.string()),  # the published file behind the URL (relative to DIR), even for dead links
+        pa.field("category", pa.string()),
+        pa.field("noise", pa.string()),  # null, or the kind of noise applied to this pair (noise.py)
+    ]
+)
 
 
 @dataclass(frozen=True)
 class WebConfig:
     base_url: str = "http://127.0.0.1:8777"
     seed: int = 0
-    limit: int | None = None              # images per collection (for quick tests); None = everything
+    limit: int | None = None  # images per collection (for quick tests); None = everything
     collections: tuple[str, ...] = ("openclipart", "tuxpaint", "emoji")
 
 
@@ -81,7 +83,7 @@ def _place(src: Path, dst: Path) -> None:
     if dst.exists():
         dst.unlink()
     try:
-        os.link(src.resolve(), dst)   # the packages hold relative symlinks for identical files
+        os.link(src.resolve(), dst)  # the packages hold relative symlinks for identical files
     except OSError:
         shutil.copyfile(src.resolve(), dst)
 
@@ -114,8 +116,9 @@ def load_summary(out_dir: str | Path) -> dict:
         raise WitError(f"{meta} is unreadable ({err}): rebuild with `wit web build --out {out_dir} --force`") from err
 
 
-def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = False,
-              progress: bool = True) -> WebSummary:
+def build_web(
+    out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = False, progress: bool = True
+) -> WebSummary:
     """Build (or reuse) the demo web under out_dir; returns its summary."""
     from tqdm import tqdm
 
@@ -129,7 +132,7 @@ def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = F
     if not force and (out / POOL_FILE).exists() and (out / META_FILE).exists():
         try:
             meta = json.loads((out / META_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):   # a broken web.json: rebuild
+        except (OSError, ValueError):  # a broken web.json: rebuild
             meta = {}
         if meta.get("fingerprint") == fp:
             return WebSummary(str(out), rebuilt=False, seconds=time.time() - started, **meta["counts"])
@@ -159,7 +162,9 @@ def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = F
                 if font is None:
                     from PIL import ImageFont
 
-                    font_path = debian_path("usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", "fonts-noto-color-emoji")
+                    font_path = debian_path(
+                        "usr/share/fonts/truetype/noto/NotoColorEmoji.ttf", "fonts-noto-color-emoji"
+                    )
                     font = ImageFont.truetype(str(font_path), 109)
                 _render_emoji(rec.emoji or "", dst, font)
             elif rec.path is not None and rec.path.suffix == ".svg":
@@ -171,7 +176,7 @@ def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = F
             else:
                 _place(rec.path, dst)
             file_hashes[hashlib.sha256(dst.read_bytes()).hexdigest()] += 1
-        elif rec.path is not None and rec.path.suffix == ".png":   # unpublished, but still a drawing of the collection
+        elif rec.path is not None and rec.path.suffix == ".png":  # unpublished, but still a drawing of the collection
             file_hashes[hashlib.sha256(rec.path.read_bytes()).hexdigest()] += 1
         url = f"{base_url}/{quote(rel)}"
         page = [t for _, t in rec.texts]
@@ -184,11 +189,19 @@ def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = F
         if rec.texts and not dead and noise.hits(cfg.seed, "mirror_url", key):
             mirror = f"mirror/{rec.collection}/{rec.image_id}.png"
             _place(out / rel, out / mirror)
-            rows.append(dict(base, url=f"{base_url}/{quote(mirror)}", text=rec.texts[0][1], source=rec.texts[0][0],
-                             noise="mirror_url"))
+            rows.append(
+                dict(
+                    base,
+                    url=f"{base_url}/{quote(mirror)}",
+                    text=rec.texts[0][1],
+                    source=rec.texts[0][0],
+                    noise="mirror_url",
+                )
+            )
         if rec.texts and not dead and noise.hits(cfg.seed, "query_url", key):
-            rows.append(dict(base, url=f"{url}?w=512", text=rec.texts[-1][1], source=rec.texts[-1][0],
-                             noise="query_url"))
+            rows.append(
+                dict(base, url=f"{url}?w=512", text=rec.texts[-1][1], source=rec.texts[-1][0], noise="query_url")
+            )
     rows.extend(_broken_images(out, base_url, records))
 
     for n, row in enumerate(rows):
@@ -202,14 +215,25 @@ def build_web(out_dir: str | Path, cfg: WebConfig = WebConfig(), force: bool = F
     by_source = Counter(r["source"] for r in rows)
     by_collection = Counter(r["collection"] for r in rows)
     counts = dict(
-        pairs=len(rows), images=len(records) - skipped["tuxpaint/svg_unrenderable"] - skipped["openclipart/svg_unrenderable"], urls=len({r["url"] for r in rows}),
-        pairs_by_source=dict(sorted(by_source.items())), pairs_by_collection=dict(sorted(by_collection.items())),
-        noise=dict(sorted(noise_counts.items())), skipped=dict(skipped),
+        pairs=len(rows),
+        images=len(records) - skipped["tuxpaint/svg_unrenderable"] - skipped["openclipart/svg_unrenderable"],
+        urls=len({r["url"] for r in rows}),
+        pairs_by_source=dict(sorted(by_source.items())),
+        pairs_by_collection=dict(sorted(by_collection.items())),
+        noise=dict(sorted(noise_counts.items())),
+        skipped=dict(skipped),
         duplicate_image_files=sum(c for c in file_hashes.values() if c > 1),
     )
-    meta = dict(version=BUILDER_VERSION, fingerprint=fp, config=asdict(cfg), base_url=base_url,
-                built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), counts=counts,
-                noise_rates=noise.RATES, broken=noise.BROKEN)
+    meta = dict(
+        version=BUILDER_VERSION,
+        fingerprint=fp,
+        config=asdict(cfg),
+        base_url=base_url,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        counts=counts,
+        noise_rates=noise.RATES,
+        broken=noise.BROKEN,
+    )
     (out / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     return WebSummary(str(out), seconds=time.time() - started, **counts)
 
@@ -235,6 +259,15 @@ def _broken_images(out: Path, base_url: str, records: list[sources.ImageRecord])
                 dst.write_bytes(noise.header_bomb_png())
             else:
                 dst.write_bytes(noise.bomb_png())
-            rows.append(dict(url=f"{base_url}/{quote(rel)}", text=donor.texts[0][1], source=donor.texts[0][0],
-                             collection=donor.collection, image=rel, category="broken", noise=kind))
+            rows.append(
+                dict(
+                    url=f"{base_url}/{quote(rel)}",
+                    text=donor.texts[0][1],
+                    source=donor.texts[0][0],
+                    collection=donor.collection,
+                    image=rel,
+                    category="broken",
+                    noise=kind,
+                )
+            )
     return rows

@@ -85,8 +85,10 @@ def truncated_png(data: bytes) -> bytes:
     return data[: max(16, len(data) // 2)]
 
 
-NOT_AN_IMAGE = (b"<!doctype html><html><head><title>Image not found</title></head>"
-                b"<body><h1>Sorry, this image was moved.</h1></body></html>\n")
+NOT_AN_IMAGE = (
+    b"<!doctype html><html><head><title>Image not found</title></head>"
+    b"<body><h1>Sorry, this image was moved.</h1></body></html>\n"
+)
 
 
 def bomb_png(width: int = 10_000, height: int = 10_000) -> bytes:
@@ -95,7 +97,7 @@ def bomb_png(width: int = 10_000, height: int = 10_000) -> bytes:
 
     After a full flush a deflate stream keeps no history, so every identical scanline compresses to the same bytes:
     one block is repeated `height` times, and the Adler-32 of the raw data is accumulated row by row."""
-    row = b"\x00" * (width * 4 + 1)                  # filter byte + RGBA zeros
+    row = b"\x00" * (width * 4 + 1)  # filter byte + RGBA zeros
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate; the zlib header and checksum are written here
     block = deflate.compress(row) + deflate.flush(zlib.Z_FULL_FLUSH)
     final = deflate.flush(zlib.Z_FINISH)

@@ -45,7 +45,7 @@ class _Handler(BaseHTTPRequestHandler):
         target = self._resolve()
         try:
             fh = open(target, "rb") if target is not None else None
-        except OSError:                      # unreadable: as good as absent to a client
+        except OSError:  # unreadable: as good as absent to a client
             fh = None
         if fh is None:
             body = b"not found\n"

@@ -31,11 +31,11 @@ _LANG_LINE = re.compile(r"^([A-Za-z]{2,3}(?:_[A-Za-z]{2})?(?:@[A-Za-z]+)?)\.utf8
 class ImageRecord:
     """One image and its texts. `path` is a PNG/SVG on disk, or None for an emoji rendered at build time."""
 
-    collection: str            # openclipart | tuxpaint | emoji
-    image_id: str              # relative path (no extension) or emoji code points; unique per collection
+    collection: str  # openclipart | tuxpaint | emoji
+    image_id: str  # relative path (no extension) or emoji code points; unique per collection
     category: str
     path: Path | None
-    texts: list[tuple[str, str]] = field(default_factory=list)   # (source, text)
+    texts: list[tuple[str, str]] = field(default_factory=list)  # (source, text)
     emoji: str | None = None
 
 
@@ -69,7 +69,7 @@ def openclipart(limit: int | None = None, skipped: dict[str, int] | None = None)
         if limit is not None and n >= limit:
             return
         rel = png.relative_to(png_root)
-        svg = svg_root / rel.with_suffix(".svg")   # names may contain dots: replace only the last suffix
+        svg = svg_root / rel.with_suffix(".svg")  # names may contain dots: replace only the last suffix
         meta = read_openclipart_metadata(svg.read_bytes()) if svg.exists() else None
         if meta is None:
             if skipped is not None:
@@ -108,7 +108,9 @@ def tuxpaint(limit: int | None = None, skipped: dict[str, int] | None = None) ->
             continue
         pairs = parse_tuxpaint_text(txt.read_bytes().decode("utf-8", "replace"))
         rel = txt.relative_to(root)
-        yield ImageRecord("tuxpaint", str(rel)[: -len(".txt")], rel.parts[0], image, [(f"tuxpaint/{lang}", t) for lang, t in pairs])
+        yield ImageRecord(
+            "tuxpaint", str(rel)[: -len(".txt")], rel.parts[0], image, [(f"tuxpaint/{lang}", t) for lang, t in pairs]
+        )
 
 
 def parse_emoji_test(text: str) -> Iterator[tuple[str, str, str, str]]:
@@ -121,7 +123,7 @@ def parse_emoji_test(text: str) -> Iterator[tuple[str, str, str, str]]:
             subgroup = line.split(":", 1)[1].strip()
         elif line and not line.startswith("#") and "; fully-qualified" in line:
             codes, rest = line.split(";", 1)
-            emoji_and_name = rest.split("#", 1)[1].strip()          # "😀 E1.0 grinning face"
+            emoji_and_name = rest.split("#", 1)[1].strip()  # "😀 E1.0 grinning face"
             char, _version, name = emoji_and_name.split(" ", 2)
             yield "_".join(codes.split()).lower(), char, name, f"{group}: {subgroup}"
 
@@ -132,8 +134,9 @@ def emoji(limit: int | None = None, skipped: dict[str, int] | None = None) -> It
     for n, (codes, char, name, group) in enumerate(parse_emoji_test(test_file.read_text(encoding="utf-8"))):
         if limit is not None and n >= limit:
             return
-        yield ImageRecord("emoji", codes, group.split(":")[0], None, [("emoji/name", name), ("emoji/group", group)],
-                          emoji=char)
+        yield ImageRecord(
+            "emoji", codes, group.split(":")[0], None, [("emoji/name", name), ("emoji/group", group)], emoji=char
+        )
 
 
 COLLECTIONS = {"openclipart": openclipart, "tuxpaint": tuxpaint, "emoji": emoji}

@@ -3,8 +3,6 @@ row order or on how the rows are partitioned (property tests)."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,8 +17,13 @@ N_QUERIES = 6
 
 def _table(lists):
     n = len(lists)
-    return pa.table({"uid": [f"u{i}" for i in range(n)], "reason": pa.nulls(n, pa.string()),
-                     "query_ids": pa.array(lists, pa.list_(pa.int32()))})
+    return pa.table(
+        {
+            "uid": [f"u{i}" for i in range(n)],
+            "reason": pa.nulls(n, pa.string()),
+            "query_ids": pa.array(lists, pa.list_(pa.int32())),
+        }
+    )
 
 
 def _balanced(table, cap, seed=0):
@@ -32,8 +35,9 @@ def _kept(table):
     return set(table.filter(pc.is_null(table["reason"]))["uid"].to_pylist())
 
 
-matches = st.lists(st.lists(st.integers(0, N_QUERIES - 1), min_size=1, max_size=3, unique=True).map(sorted),
-                   min_size=1, max_size=80)
+matches = st.lists(
+    st.lists(st.integers(0, N_QUERIES - 1), min_size=1, max_size=3, unique=True).map(sorted), min_size=1, max_size=80
+)
 
 
 def test_attribution_prefers_the_rarest_query_then_the_smallest_id():

@@ -11,13 +11,23 @@ from wit_builder.balance.dedup import mark_duplicates
 
 
 def _table(rows, reasons=None):
-    return pa.table({"uid": [f"u{i}" for i in range(len(rows))], "url": [r[0] for r in rows],
-                     "text": [r[1] for r in rows], "reason": pa.array(reasons or [None] * len(rows), pa.string())})
+    return pa.table(
+        {
+            "uid": [f"u{i}" for i in range(len(rows))],
+            "url": [r[0] for r in rows],
+            "text": [r[1] for r in rows],
+            "reason": pa.array(reasons or [None] * len(rows), pa.string()),
+        }
+    )
 
 
 def test_one_pair_per_url_with_reasons():
-    out = mark_duplicates(_table([("a", "x"), ("a", "x"), ("a", "y"), ("b", "x"), ("c", "z"), ("c", "z")],
-                                 [None, None, None, None, None, "language"]))
+    out = mark_duplicates(
+        _table(
+            [("a", "x"), ("a", "x"), ("a", "y"), ("b", "x"), ("c", "z"), ("c", "z")],
+            [None, None, None, None, None, "language"],
+        )
+    )
     reasons = out["reason"].to_pylist()
     assert reasons[3] is None and reasons[4] is None and reasons[5] == "language"  # dropped rows do not compete
     group = reasons[:3]

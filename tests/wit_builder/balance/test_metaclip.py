@@ -18,8 +18,13 @@ def test_probability_formula():
 
 
 def _run(n, seed):
-    table = pa.table({"uid": [f"u{i}" for i in range(n)], "reason": pa.nulls(n, pa.string()),
-                      "query_ids": pa.array([[0]] * n, pa.list_(pa.int32()))})
+    table = pa.table(
+        {
+            "uid": [f"u{i}" for i in range(n)],
+            "reason": pa.nulls(n, pa.string()),
+            "query_ids": pa.array([[0]] * n, pa.list_(pa.int32())),
+        }
+    )
     out = apply_metaclip(table, np.array([n]), t=100, seed=seed)
     return set(out.filter(pc.is_null(out["reason"]))["uid"].to_pylist())
 

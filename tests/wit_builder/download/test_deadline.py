@@ -11,8 +11,8 @@ import time
 
 import pyarrow as pa
 import pytest
-
 from image_web import DEADLINE_ROUTES, HOP_SECONDS
+
 from wit_builder.download import status
 from wit_builder.download.img2dataset_job import DownloadConfig, SafeDownloader, download_shards, shard_time_limit
 from wit_builder.download.policy import DEADLINE_ERROR, AddressPolicy, Deadline, DeadlineExceeded, SafeOpener
@@ -98,26 +98,52 @@ def test_accepted_and_never_answered_even_in_the_tls_handshake(silent_listener, 
 
 
 def downloader(web, **settings) -> SafeDownloader:
-    values = dict(policy=AddressPolicy.from_allow_hosts(web.allow), max_image_area=40_000_000,
-                  max_image_bytes=10_000_000, retry_backoff=0.05, request_deadline=2.0)
+    values = dict(
+        policy=AddressPolicy.from_allow_hosts(web.allow),
+        max_image_area=40_000_000,
+        max_image_bytes=10_000_000,
+        retry_backoff=0.05,
+        request_deadline=2.0,
+    )
     values.update(settings)
     return SafeDownloader(
-        sample_writer_class=None, resizer=None, thread_count=1, save_caption=True, extract_exif=False,
-        output_folder="unused", column_list=["url"], timeout=5, number_sample_per_shard=1, oom_shard_count=5,
-        compute_hash=None, verify_hash_type=None, encode_format="jpg", retries=0, user_agent_token="wit-clip",
-        disallowed_header_directives=None, **values)
+        sample_writer_class=None,
+        resizer=None,
+        thread_count=1,
+        save_caption=True,
+        extract_exif=False,
+        output_folder="unused",
+        column_list=["url"],
+        timeout=5,
+        number_sample_per_shard=1,
+        oom_shard_count=5,
+        compute_hash=None,
+        verify_hash_type=None,
+        encode_format="jpg",
+        retries=0,
+        user_agent_token="wit-clip",
+        disallowed_header_directives=None,
+        **values,
+    )
 
 
 def fetch(dl: SafeDownloader, url: str, timeout: float, retries: int, **newer):
-    return dl.fetch((7, url), timeout=timeout, retries=retries, user_agent_token="wit-clip",
-                    disallowed_header_directives={"noai"}, **newer)
+    return dl.fetch(
+        (7, url),
+        timeout=timeout,
+        retries=retries,
+        user_agent_token="wit-clip",
+        disallowed_header_directives={"noai"},
+        **newer,
+    )
 
 
 def test_deadline_miss_is_not_retried(image_web):
     image_web.clear()
     start = time.monotonic()
-    key, stream, error = fetch(downloader(image_web, request_deadline=1.0), image_web.url("/drip-body.png"),
-                               timeout=5, retries=3)
+    key, stream, error = fetch(
+        downloader(image_web, request_deadline=1.0), image_web.url("/drip-body.png"), timeout=5, retries=3
+    )
     assert (key, stream) == (7, None) and error == f"{DEADLINE_ERROR}: no complete response within 1 s"
     assert time.monotonic() - start < 1.0 + SLACK
     assert image_web.requests == ["/drip-body.png"]
@@ -128,8 +154,9 @@ def test_transient_failures_are_retried_only_while_time_remains(image_web):
     which then ends the pair: 2.5 s in all, not 6 x 1 s."""
     image_web.clear()
     start = time.monotonic()
-    _, stream, error = fetch(downloader(image_web, request_deadline=2.5), image_web.url("/slow.png"),
-                             timeout=1, retries=5)
+    _, stream, error = fetch(
+        downloader(image_web, request_deadline=2.5), image_web.url("/slow.png"), timeout=1, retries=5
+    )
     assert stream is None and error.startswith(DEADLINE_ERROR)
     assert 2.5 <= time.monotonic() - start < 2.5 + SLACK
     assert image_web.requests == ["/slow.png"] * 3
@@ -138,26 +165,41 @@ def test_transient_failures_are_retried_only_while_time_remains(image_web):
 def test_backoff_that_would_end_past_the_deadline_is_not_waited(image_web):
     image_web.clear()
     start = time.monotonic()
-    _, stream, error = fetch(downloader(image_web, request_deadline=1.5, retry_backoff=1.0),
-                             image_web.url("/slow.png"), timeout=1, retries=2)
+    _, stream, error = fetch(
+        downloader(image_web, request_deadline=1.5, retry_backoff=1.0), image_web.url("/slow.png"), timeout=1, retries=2
+    )
     assert stream is None and error == "timed out"  # the last attempt's own error: no time was left for another
     assert time.monotonic() - start < 1.0 + SLACK
     assert image_web.requests == ["/slow.png"]
 
 
 def test_fetch_takes_arguments_a_later_img2dataset_may_add(image_web):
-    _, stream, error = fetch(downloader(image_web), image_web.url("/flaky-new.png"), timeout=5, retries=1,
-                             some_new_option=True)
+    _, stream, error = fetch(
+        downloader(image_web), image_web.url("/flaky-new.png"), timeout=5, retries=1, some_new_option=True
+    )
     assert error is None and stream.read(4) == b"\x89PNG"
 
 
 def test_download_cuts_never_finishing_pairs_and_keeps_the_good_ones(image_web, tmp_path):
     good = [f"/img/{300 + i}x{260 + i}-{i}.jpg" for i in range(6)]
     paths = good + list(DEADLINE_ROUTES) + ["/warn-bomb.png"]
-    table = pa.table({"uid": [f"d{i:02d}" for i in range(len(paths))], "url": [image_web.url(p) for p in paths],
-                      "text": [f"caption {i}" for i in range(len(paths))]})
-    config = DownloadConfig(allow_hosts=(image_web.allow,), request_deadline=2.0, timeout=5.0, retries=2,
-                            retry_backoff=0.05, number_sample_per_shard=20, processes_count=1, thread_count=8)
+    table = pa.table(
+        {
+            "uid": [f"d{i:02d}" for i in range(len(paths))],
+            "url": [image_web.url(p) for p in paths],
+            "text": [f"caption {i}" for i in range(len(paths))],
+        }
+    )
+    config = DownloadConfig(
+        allow_hosts=(image_web.allow,),
+        request_deadline=2.0,
+        timeout=5.0,
+        retries=2,
+        retry_backoff=0.05,
+        number_sample_per_shard=20,
+        processes_count=1,
+        thread_count=8,
+    )
     bound = 10 * config.request_deadline * (config.retries + 1)  # 60 s; the shard's own limit is 70 s
     assert bound <= shard_time_limit(config, len(paths))
     image_web.clear()
@@ -177,8 +219,11 @@ def test_download_cuts_never_finishing_pairs_and_keeps_the_good_ones(image_web, 
     assert "/slow-hop/0" not in image_web.requests
     assert int(2.0 / HOP_SECONDS) <= sum(r.startswith("/slow-hop/") for r in image_web.requests) <= 4
     bomb = rows["/warn-bomb.png"]
-    assert (bomb["status"], bomb["reason"], bomb["error"]) == ("failed", status.DOWNLOAD_FAILED,
-                                                                "image area too large (10000 x 10000)")
+    assert (bomb["status"], bomb["reason"], bomb["error"]) == (
+        "failed",
+        status.DOWNLOAD_FAILED,
+        "image area too large (10000 x 10000)",
+    )
 
 
 def test_deadline_must_be_positive(tmp_path):

@@ -27,8 +27,14 @@ def pairs(web, kill: str | None = None, at: int = 22, n: int = 25) -> pa.Table:
 
 
 def config(web, **overrides) -> DownloadConfig:
-    values = dict(allow_hosts=(web.allow,), number_sample_per_shard=SHARD, processes_count=1, thread_count=4,
-                  timeout=5.0, retries=0)
+    values = dict(
+        allow_hosts=(web.allow,),
+        number_sample_per_shard=SHARD,
+        processes_count=1,
+        thread_count=4,
+        timeout=5.0,
+        retries=0,
+    )
     return DownloadConfig(**{**values, **overrides})
 
 
@@ -152,6 +158,7 @@ def test_s3_endpoint_lost_mid_download_fails_clearly_and_rerun_resumes(image_web
     """The S3 server stops while the last shard downloads (its own SeaweedFS: the session's keeps running): the
     download fails naming the shard and the endpoint error; once the server is back, the same call resumes."""
     import s3_server
+
     from wit_builder import storage
 
     (tmp_path / "weed").mkdir()
@@ -187,8 +194,14 @@ def test_stuck_shard_is_stopped_reported_and_retried(tmp_path, capfd):
     from stuck_downloader import StuckDownloader
 
     start = time.monotonic()
-    distribute.process_distributor(2, StuckDownloader(tmp_path, {1: 1}), iter([(i, "x") for i in range(3)]), None,
-                                   max_shard_retry=1, shard_timeout=4)
+    distribute.process_distributor(
+        2,
+        StuckDownloader(tmp_path, {1: 1}),
+        iter([(i, "x") for i in range(3)]),
+        None,
+        max_shard_retry=1,
+        shard_timeout=4,
+    )
     assert time.monotonic() - start < 2 * 4 + 10  # two attempts' limits, plus starting fresh workers
     assert attempts(tmp_path, 1) == 2 and attempts(tmp_path, 0) >= 1 and attempts(tmp_path, 2) >= 1
     assert "shard 00001: did not finish within 4 s (stuck worker?)" in capfd.readouterr().err
@@ -199,8 +212,9 @@ def test_shard_stuck_on_every_attempt_fails_clearly(tmp_path):
     from stuck_downloader import StuckDownloader
 
     with pytest.raises(distribute.ShardsFailed) as err:
-        distribute.process_distributor(1, StuckDownloader(tmp_path, {0: 5}), iter([(0, "x")]), None,
-                                       max_shard_retry=1, shard_timeout=3)
+        distribute.process_distributor(
+            1, StuckDownloader(tmp_path, {0: 5}), iter([(0, "x")]), None, max_shard_retry=1, shard_timeout=3
+        )
     assert err.value.failures == {0: "did not finish within 3 s (stuck worker?)"}
     assert attempts(tmp_path, 0) == 2
     assert not [c for c in multiprocessing.active_children() if c.is_alive()]
@@ -213,8 +227,9 @@ def test_ray_stuck_task_is_cancelled_and_retried(tmp_path, ray_session, capfd):
     ray_session.cloudpickle.register_pickle_by_value(stuck_downloader)
     downloader = stuck_downloader.StuckDownloader(tmp_path, {1: 1, 2: 5})
     with pytest.raises(distribute.ShardsFailed) as err:
-        distribute.ray_distributor(2, downloader, iter([(i, "x") for i in range(3)]), None, max_shard_retry=1,
-                                   shard_timeout=5)
+        distribute.ray_distributor(
+            2, downloader, iter([(i, "x") for i in range(3)]), None, max_shard_retry=1, shard_timeout=5
+        )
     assert err.value.failures == {2: "did not finish within 5 s (stuck worker?)"}
     assert [attempts(tmp_path, s) for s in range(3)] == [1, 2, 2]
     assert "shard 00001: did not finish within 5 s (stuck worker?)" in capfd.readouterr().err

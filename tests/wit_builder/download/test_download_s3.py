@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from test_img2dataset_job import TEST_CONFIG, curated
+
 from wit_builder import storage
 from wit_builder.download import shards
 from wit_builder.download.img2dataset_job import DownloadConfig, download_shards
@@ -22,8 +22,18 @@ def test_download_to_s3(image_web, s3_env):
     assert dict(os.environ) == environ  # the AWS_* exported for img2dataset's workers are put back
     assert {r["uid"]: r["status"] for r in accounting.to_pylist()} == {u: s for u, (s, _) in expected.items()}
     names = [p.rsplit("/", 1)[-1] for p in storage.listdir(out)]
-    assert names == ["00000.parquet", "00000.tar", "00000_stats.json", "00001.parquet", "00001.tar",
-                     "00001_stats.json", "00002.parquet", "00002.tar", "00002_stats.json", "sizes.json"]
+    assert names == [
+        "00000.parquet",
+        "00000.tar",
+        "00000_stats.json",
+        "00001.parquet",
+        "00001.tar",
+        "00001_stats.json",
+        "00002.parquet",
+        "00002.tar",
+        "00002_stats.json",
+        "sizes.json",
+    ]
     assert storage.exists(f"{out}/_wit/config.json")
     assert sum(storage.read_json(f"{out}/sizes.json").values()) == 33
     assert shards.verify(out) == {"samples": 33, "shards": 3}

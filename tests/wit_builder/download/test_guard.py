@@ -6,8 +6,8 @@ import io
 import resource
 
 import pytest
-
 from image_web import declared_png, make_image
+
 from wit_builder.download.guard import GuardedResizer, check_image, header_size
 
 
@@ -27,7 +27,9 @@ def test_bomb_refused_from_header_without_allocating():
 
 def test_non_images_and_stream_position():
     # the same text for every such body (Pillow's message names the stream object by its address): one table row
-    assert check_image(b"<html>hi</html>") == "not a recognised image (UnidentifiedImageError: cannot identify image file)"
+    assert (
+        check_image(b"<html>hi</html>") == "not a recognised image (UnidentifiedImageError: cannot identify image file)"
+    )
     assert check_image(b"").startswith("not a recognised image")
     stream = io.BytesIO(make_image(300, 200, "png"))
     stream.seek(5)
@@ -56,6 +58,6 @@ def test_pillow_bomb_warning_is_silenced_and_the_image_refused():
         assert check_image(declared_png(10000, 10000)) == "image area too large (10000 x 10000)"
         guarded = GuardedResizer(lambda *_: pytest.fail("decoded"))
         assert guarded(io.BytesIO(declared_png(10000, 10000)))[-1] == "image area too large (10000 x 10000)"
-        warnings.warn("still on", UserWarning)  # the filters outside the guard are untouched
+        warnings.warn("still on", UserWarning, stacklevel=1)  # the filters outside the guard are untouched
     assert [w.category for w in caught] == [UserWarning]
     assert not any(issubclass(w.category, Image.DecompressionBombWarning) for w in caught)

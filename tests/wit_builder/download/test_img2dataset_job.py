@@ -47,21 +47,24 @@ ABSOLUTE = [  # refused by the policy before any connect
     ("http://127.0.0.2:9/a.png", "failed", "refused: 127.0.0.2 is a loopback address"),
 ]
 
-TEST_CONFIG = dict(number_sample_per_shard=20, processes_count=2, thread_count=8, timeout=3.0, retries=1,
-                   retry_backoff=0.05)
+TEST_CONFIG = dict(
+    number_sample_per_shard=20, processes_count=2, thread_count=8, timeout=3.0, retries=1, retry_backoff=0.05
+)
 
 
 def curated(web) -> tuple[pa.Table, dict[str, tuple[str, str | None]]]:
     rows = [(web.url(p), s, e) for p, s, e in GOOD + BAD] + ABSOLUTE
     assert len(rows) == 50
     expected = {f"u{i:03d}": (status, error) for i, (_, status, error) in enumerate(rows)}
-    table = pa.table({
-        "uid": [f"u{i:03d}" for i in range(len(rows))],
-        "url": [url for url, _, _ in rows],
-        "text": [f"caption {i}" for i in range(len(rows))],
-        "queries": [[f"q{i % 7}", f"q{i % 3}"] for i in range(len(rows))],
-        "language": ["en" if i % 2 else "de" for i in range(len(rows))],
-    })
+    table = pa.table(
+        {
+            "uid": [f"u{i:03d}" for i in range(len(rows))],
+            "url": [url for url, _, _ in rows],
+            "text": [f"caption {i}" for i in range(len(rows))],
+            "queries": [[f"q{i % 7}", f"q{i % 3}"] for i in range(len(rows))],
+            "language": ["en" if i % 2 else "de" for i in range(len(rows))],
+        }
+    )
     return table, expected
 
 
@@ -95,8 +98,19 @@ def test_every_pair_accounted_with_expected_outcome(downloaded):
 def test_shard_layout_sizes_and_stats(downloaded):
     out, _, _, accounting, _ = downloaded
     names = sorted(os.listdir(out))
-    assert names == ["00000.parquet", "00000.tar", "00000_stats.json", "00001.parquet", "00001.tar",
-                     "00001_stats.json", "00002.parquet", "00002.tar", "00002_stats.json", "_wit", "sizes.json"]
+    assert names == [
+        "00000.parquet",
+        "00000.tar",
+        "00000_stats.json",
+        "00001.parquet",
+        "00001.tar",
+        "00001_stats.json",
+        "00002.parquet",
+        "00002.tar",
+        "00002_stats.json",
+        "_wit",
+        "sizes.json",
+    ]
     sizes = json.load(open(os.path.join(out, "sizes.json")))
     kept_per_shard = {}
     for row in accounting.to_pylist():
@@ -106,8 +120,17 @@ def test_shard_layout_sizes_and_stats(downloaded):
     stats = [json.load(open(os.path.join(out, f"{i:05d}_stats.json"))) for i in range(3)]
     assert sum(s["successes"] for s in stats) == 33 and sum(s["count"] for s in stats) == 50
     parquet = pq.read_table(os.path.join(out, "00000.parquet"))
-    assert {"uid", "url", "caption", "queries", "language", "status", "error_message", "sha256",
-            "source_sha256"} <= set(parquet.column_names)
+    assert {
+        "uid",
+        "url",
+        "caption",
+        "queries",
+        "language",
+        "status",
+        "error_message",
+        "sha256",
+        "source_sha256",
+    } <= set(parquet.column_names)
 
 
 def test_shards_read_back_with_webdataset(downloaded):
@@ -176,19 +199,20 @@ def test_resume_redoes_only_unfinished_shard(downloaded, image_web, tmp_path):
     image_web.clear()
     again = download_shards(table, copy, config)
     fetched = {r.split("?")[0] for r in image_web.requests}
-    shard1_urls = {u[len(image_web.base):] for u in table.column("url").to_pylist()[20:40]
-                   if u.startswith(image_web.base)}
+    shard1_urls = {
+        u[len(image_web.base) :] for u in table.column("url").to_pylist()[20:40] if u.startswith(image_web.base)
+    }
     assert fetched and fetched <= shard1_urls | {"/img/500x400-9.jpg"}
-    assert [(r["uid"], r["status"]) for r in again.to_pylist()] == [(r["uid"], r["status"]) for r in
-                                                                     accounting.to_pylist()]
+    assert [(r["uid"], r["status"]) for r in again.to_pylist()] == [
+        (r["uid"], r["status"]) for r in accounting.to_pylist()
+    ]
     assert shards.verify(copy) == {"samples": 33, "shards": 3}
 
 
 def test_without_allow_hosts_loopback_is_refused_and_never_contacted(image_web, tmp_path):
     table, _ = curated(image_web)
     image_web.clear()
-    accounting = download_shards(table.slice(0, 40), str(tmp_path / "shards"),
-                                 DownloadConfig(**TEST_CONFIG))
+    accounting = download_shards(table.slice(0, 40), str(tmp_path / "shards"), DownloadConfig(**TEST_CONFIG))
     assert image_web.requests == []
     errors = accounting.column("error").to_pylist()
     assert all(e.startswith("refused: 127.0.0.1 is a loopback address (allow with --allow-hosts)") for e in errors)
@@ -207,8 +231,9 @@ def test_ray_distributor_runs_our_hooks_in_ray_workers(image_web, ray_session, t
     table, expected = curated(image_web)
     chosen = [0, 1, 25, 37, 38, 45, 47]  # jpg, jpg, small png, bomb, bigarea, file://, 10.0.0.1
     subset = table.take(chosen)
-    config = DownloadConfig(**{**TEST_CONFIG, "distributor": "ray", "number_sample_per_shard": 4},
-                            allow_hosts=(image_web.allow,))
+    config = DownloadConfig(
+        **{**TEST_CONFIG, "distributor": "ray", "number_sample_per_shard": 4}, allow_hosts=(image_web.allow,)
+    )
     accounting = download_shards(subset, str(tmp_path / "shards"), config)
     got = {r["uid"]: (r["status"], r["error"]) for r in accounting.to_pylist()}
     for uid in subset.column("uid").to_pylist():

@@ -15,8 +15,12 @@ from wit_builder.download import img2dataset_job
 from wit_builder.download.img2dataset_job import DownloadConfig, check_img2dataset, download_shards
 from wit_builder.errors import WitError
 
-REPLACED = ("img2dataset.main.Downloader", "img2dataset.main.multiprocessing_distributor",
-            "img2dataset.main.ray_distributor", "img2dataset.downloader.download_image_with_retry")
+REPLACED = (
+    "img2dataset.main.Downloader",
+    "img2dataset.main.multiprocessing_distributor",
+    "img2dataset.main.ray_distributor",
+    "img2dataset.downloader.download_image_with_retry",
+)
 
 
 def test_installed_img2dataset_is_the_pinned_one():
@@ -36,8 +40,10 @@ def test_changed_signature_fails_naming_the_version(monkeypatch):
         check_img2dataset(exact=True)  # the test suite flags it for review
     message = str(caught.value)
     assert message.startswith("img2dataset 1.47.0 does not match img2dataset 1.47.0, which wit-clip")
-    assert "img2dataset.downloader.download_image_with_retry(row, timeout, retries, user_agent_token, " \
-           "disallowed_header_directives, proxy) is not (row, timeout, retries, " in message
+    assert (
+        "img2dataset.downloader.download_image_with_retry(row, timeout, retries, user_agent_token, "
+        "disallowed_header_directives, proxy) is not (row, timeout, retries, " in message
+    )
     assert "Install img2dataset==1.47.0" in message
 
     monkeypatch.setattr(downloader, "download_image_with_retry", lambda row, timeout: None)
@@ -54,9 +60,12 @@ def test_missing_name_or_other_version_fails(monkeypatch):
         check_img2dataset()
     monkeypatch.undo()
     monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.48.0")
-    with pytest.raises(WitError, match=r"^img2dataset 1\.48\.0 does not match img2dataset 1\.47\.0.*"
-                                       r"version 1\.48\.0 is not the "
-                                       r"pinned 1\.47\.0"):
+    with pytest.raises(
+        WitError,
+        match=r"^img2dataset 1\.48\.0 does not match img2dataset 1\.47\.0.*"
+        r"version 1\.48\.0 is not the "
+        r"pinned 1\.47\.0",
+    ):
         check_img2dataset(exact=True)
 
 
@@ -76,8 +85,9 @@ def test_download_leaves_no_global_state_changed(image_web, tmp_path, outcome):
         image_web.kills["state"] = 1
         urls.append(image_web.url("/kill-worker/state.png"))
     table = pa.table({"uid": [f"s{i}" for i in range(len(urls))], "url": urls, "text": ["t"] * len(urls)})
-    config = DownloadConfig(allow_hosts=(image_web.allow,), processes_count=1, thread_count=4, timeout=5.0,
-                            retries=0, shard_retries=0)
+    config = DownloadConfig(
+        allow_hosts=(image_web.allow,), processes_count=1, thread_count=4, timeout=5.0, retries=0, shard_retries=0
+    )
     before = global_state()
     if outcome == "failed":
         with pytest.raises(WitError, match="a download worker process died"):

@@ -8,34 +8,39 @@ import pytest
 from wit_builder.download.policy import AddressPolicy, Refused, SafeOpener, address_problem, parse_allow_hosts
 
 
-@pytest.mark.parametrize("address, problem", [
-    ("10.0.0.5", "a private address"),
-    ("192.168.1.1", "a private address"),
-    ("172.16.3.4", "a private address"),
-    ("127.0.0.1", "a loopback address"),
-    ("169.254.169.254", "a link-local address"),
-    ("0.0.0.0", "an unspecified address"),
-    ("224.0.0.1", "a multicast address"),
-    ("240.0.0.1", "a reserved address"),
-    ("100.64.0.1", "a non-public address"),
-    ("::1", "a loopback address"),
-    ("fe80::1", "a link-local address"),
-    ("fc00::1", "a private address"),
-    ("::ffff:10.0.0.1", "a private address"),
-    ("::ffff:127.0.0.1", "a loopback address"),
-    ("::ffff:169.254.169.254", "a link-local address"),
-    ("::", "an unspecified address"),
-    ("ff02::1", "a multicast address"),
-    ("93.184.216.34", None),
-    ("2606:4700::6810:84e5", None),
-])
+@pytest.mark.parametrize(
+    "address, problem",
+    [
+        ("10.0.0.5", "a private address"),
+        ("192.168.1.1", "a private address"),
+        ("172.16.3.4", "a private address"),
+        ("127.0.0.1", "a loopback address"),
+        ("169.254.169.254", "a link-local address"),
+        ("0.0.0.0", "an unspecified address"),
+        ("224.0.0.1", "a multicast address"),
+        ("240.0.0.1", "a reserved address"),
+        ("100.64.0.1", "a non-public address"),
+        ("::1", "a loopback address"),
+        ("fe80::1", "a link-local address"),
+        ("fc00::1", "a private address"),
+        ("::ffff:10.0.0.1", "a private address"),
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("::ffff:169.254.169.254", "a link-local address"),
+        ("::", "an unspecified address"),
+        ("ff02::1", "a multicast address"),
+        ("93.184.216.34", None),
+        ("2606:4700::6810:84e5", None),
+    ],
+)
 def test_address_problem(address, problem):
     assert address_problem(address) == problem
 
 
 def test_parse_allow_hosts():
     assert parse_allow_hosts("127.0.0.1:8777, localhost,[::1]:80") == {
-        ("127.0.0.1", 8777), ("localhost", None), ("::1", 80)
+        ("127.0.0.1", 8777),
+        ("localhost", None),
+        ("::1", 80),
     }
     assert parse_allow_hosts(None) == frozenset()
     with pytest.raises(ValueError, match="bad --allow-hosts entry"):
@@ -44,20 +49,23 @@ def test_parse_allow_hosts():
         parse_allow_hosts("host/path")
 
 
-@pytest.mark.parametrize("url, message", [
-    ("http://10.0.0.1/a.png", "refused: 10.0.0.1 is a private address (allow with --allow-hosts)"),
-    ("http://192.168.1.1:8080/a.png", "refused: 192.168.1.1 is a private address (allow with --allow-hosts)"),
-    ("http://169.254.169.254/latest/meta-data/", "refused: 169.254.169.254 is a link-local address"),
-    ("https://[::ffff:10.0.0.1]/a.png", "refused: ::ffff:10.0.0.1 is a private address"),
-    ("http://[fe80::1]/a.png", "refused: fe80::1 is a link-local address"),
-    ("http://0.0.0.0/a.png", "refused: 0.0.0.0 is an unspecified address"),
-    ("http://localhost/a.png", "refused: localhost (127.0.0.1) is a loopback address"),
-    ("file:///etc/hostname", "refused: scheme 'file' is not http or https"),
-    ("ftp://example.org/a.png", "refused: scheme 'ftp' is not http or https"),
-    ("data:image/png;base64,AAAA", "refused: scheme 'data' is not http or https"),
-    ("not a url", "refused: scheme 'none' is not http or https"),
-    ("http:///a.png", "refused: no host"),
-])
+@pytest.mark.parametrize(
+    "url, message",
+    [
+        ("http://10.0.0.1/a.png", "refused: 10.0.0.1 is a private address (allow with --allow-hosts)"),
+        ("http://192.168.1.1:8080/a.png", "refused: 192.168.1.1 is a private address (allow with --allow-hosts)"),
+        ("http://169.254.169.254/latest/meta-data/", "refused: 169.254.169.254 is a link-local address"),
+        ("https://[::ffff:10.0.0.1]/a.png", "refused: ::ffff:10.0.0.1 is a private address"),
+        ("http://[fe80::1]/a.png", "refused: fe80::1 is a link-local address"),
+        ("http://0.0.0.0/a.png", "refused: 0.0.0.0 is an unspecified address"),
+        ("http://localhost/a.png", "refused: localhost (127.0.0.1) is a loopback address"),
+        ("file:///etc/hostname", "refused: scheme 'file' is not http or https"),
+        ("ftp://example.org/a.png", "refused: scheme 'ftp' is not http or https"),
+        ("data:image/png;base64,AAAA", "refused: scheme 'data' is not http or https"),
+        ("not a url", "refused: scheme 'none' is not http or https"),
+        ("http:///a.png", "refused: no host"),
+    ],
+)
 def test_refused_before_any_connect(url, message, connects):
     opener = SafeOpener(AddressPolicy())
     with pytest.raises(Refused) as caught:
@@ -99,11 +107,14 @@ def test_allowed_redirect_is_followed(image_web, connects):
     assert connects == [("127.0.0.1", image_web.port)] * 2
 
 
-@pytest.mark.parametrize("route, message", [
-    ("/redirect-private", "redirect to http://10.0.0.1/x.png refused: 10.0.0.1 is a private address"),
-    ("/redirect-file", "redirect to file:///etc/hostname refused: scheme 'file' is not http or https"),
-    ("/redirect-loopback", "redirect to http://127.0.0.1:9/x.png refused: 127.0.0.1 is a loopback address"),
-])
+@pytest.mark.parametrize(
+    "route, message",
+    [
+        ("/redirect-private", "redirect to http://10.0.0.1/x.png refused: 10.0.0.1 is a private address"),
+        ("/redirect-file", "redirect to file:///etc/hostname refused: scheme 'file' is not http or https"),
+        ("/redirect-loopback", "redirect to http://127.0.0.1:9/x.png refused: 127.0.0.1 is a loopback address"),
+    ],
+)
 def test_redirect_to_refused_target(image_web, connects, route, message):
     policy = AddressPolicy.from_allow_hosts(image_web.allow)
     with pytest.raises(Refused) as caught:

@@ -11,8 +11,13 @@ from wit_builder.match.counts import match_batch, merge_counts, partial_counts
 
 def _table(texts, reasons=None):
     n = len(texts)
-    return pa.table({"uid": [str(i) for i in range(n)], "text": pa.array(texts, pa.string()),
-                     "reason": pa.array(reasons or [None] * n, pa.string())})
+    return pa.table(
+        {
+            "uid": [str(i) for i in range(n)],
+            "text": pa.array(texts, pa.string()),
+            "reason": pa.array(reasons or [None] * n, pa.string()),
+        }
+    )
 
 
 def test_match_batch_marks_no_match_and_skips_dropped_rows():

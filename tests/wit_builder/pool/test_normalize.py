@@ -52,8 +52,9 @@ def test_cut_text_is_a_short_enough_prefix(texts, max_chars):
 
 def test_batch_does_not_cut():
     text = "a caption " * 200
-    pool = pa.table({"uid": ["a"], "url": ["http://x"], "text": [text], "source": [None], "reason": [None]},
-                    schema=READ_SCHEMA)
+    pool = pa.table(
+        {"uid": ["a"], "url": ["http://x"], "text": [text], "source": [None], "reason": [None]}, schema=READ_SCHEMA
+    )
     assert normalize_batch(pool, CurateConfig(max_chars=10))["text"][0].as_py() == text.strip()
 
 
@@ -67,9 +68,16 @@ def test_cut_stored_text_accepts_chunked_and_large_strings_and_leaves_short_ones
 
 
 def test_batch_marks_missing_url_and_empty_text_and_keeps_every_row():
-    pool = pa.table({"uid": list("abcde"), "url": ["http://x", None, " ", "http://y", "http://z"],
-                     "text": ["  hi  ", "t", "t", "\u200b \n", None], "source": [None] * 5,
-                     "reason": [None, None, None, None, None]}, schema=READ_SCHEMA)
+    pool = pa.table(
+        {
+            "uid": list("abcde"),
+            "url": ["http://x", None, " ", "http://y", "http://z"],
+            "text": ["  hi  ", "t", "t", "\u200b \n", None],
+            "source": [None] * 5,
+            "reason": [None, None, None, None, None],
+        },
+        schema=READ_SCHEMA,
+    )
     out = normalize_batch(pool, CurateConfig())
     assert out.num_rows == 5
     assert out["reason"].to_pylist() == [None, "missing_url", "missing_url", "empty_text", "empty_text"]
@@ -77,6 +85,7 @@ def test_batch_marks_missing_url_and_empty_text_and_keeps_every_row():
 
 
 def test_earlier_reason_wins():
-    pool = pa.table({"uid": ["a"], "url": [None], "text": [None], "source": [None], "reason": ["invalid_utf8"]},
-                    schema=READ_SCHEMA)
+    pool = pa.table(
+        {"uid": ["a"], "url": [None], "text": [None], "source": [None], "reason": ["invalid_utf8"]}, schema=READ_SCHEMA
+    )
     assert normalize_batch(pool)["reason"].to_pylist() == ["invalid_utf8"]

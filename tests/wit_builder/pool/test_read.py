@@ -15,8 +15,18 @@ from wit_builder.pool.read import list_pool_files, read_pool, read_pool_file
 
 def test_parquet_with_uid_keeps_it(tmp_path):
     path = tmp_path / "pool.parquet"
-    pq.write_table(pa.table({"uid": ["a", "b"], "url": ["http://x/1", "http://x/2"], "text": ["one", "two"],
-                             "source": ["s", "s"], "extra": [1, 2]}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "uid": ["a", "b"],
+                "url": ["http://x/1", "http://x/2"],
+                "text": ["one", "two"],
+                "source": ["s", "s"],
+                "extra": [1, 2],
+            }
+        ),
+        path,
+    )
     t = read_pool_file(str(path))
     assert t.column_names == ["uid", "url", "text", "source", "reason"]
     assert t["uid"].to_pylist() == ["a", "b"] and t["reason"].null_count == 2

@@ -7,12 +7,17 @@ from wit_builder.queries.normalize import is_normal
 
 def sources():
     return {
-        "unigram": pa.table({"query": ["dog", "Paris", "cafe\u0301", "café", "U.S.", "the"],
-                             "count": [50, 40, 3, 4, 9, 99]}),
+        "unigram": pa.table(
+            {"query": ["dog", "Paris", "cafe\u0301", "café", "U.S.", "the"], "count": [50, 40, 3, 4, 9, 99]}
+        ),
         "bigram": pa.table({"query": ["hot  dog", "New York"], "count": [7, 8], "pmi": [4.5, 6.0]}),
         "title": pa.table({"query": ["Paris", "New York", "Mercury"], "popularity": [10, 20, 5]}),
-        "wordnet": pa.table({"query": ["dog", "dog", "hot dog", "Canis familiaris", "St. Louis"],
-                             "synset_id": ["02084071-n", "10114209-n", "07697537-n", "02084071-n", "09119976-n"]}),
+        "wordnet": pa.table(
+            {
+                "query": ["dog", "dog", "hot dog", "Canis familiaris", "St. Louis"],
+                "synset_id": ["02084071-n", "10114209-n", "07697537-n", "02084071-n", "09119976-n"],
+            }
+        ),
     }
 
 
@@ -27,13 +32,32 @@ def test_provenance_dedupe_and_statistics():
     assert rows["hot dog"]["sources"] == ["bigram", "wordnet"] and rows["hot dog"]["bigram_pmi"] == 4.5
     assert rows["New York"]["sources"] == ["bigram", "title"] and rows["New York"]["title_popularity"] == 20
     assert rows["Paris"]["sources"] == ["unigram", "title"] and rows["Paris"]["bigram_pmi"] is None
-    assert rows["Mercury"] == {"query": "Mercury", "sources": ["title"], "unigram_count": None, "bigram_pmi": None,
-                               "bigram_count": None, "title_popularity": 5, "wordnet_synsets": None}
+    assert rows["Mercury"] == {
+        "query": "Mercury",
+        "sources": ["title"],
+        "unigram_count": None,
+        "bigram_pmi": None,
+        "bigram_count": None,
+        "title_popularity": 5,
+        "wordnet_synsets": None,
+    }
     assert all(is_normal(q) for q in rows)
-    assert report["unigram"] == {"input": 6, "dropped_punctuation": 1, "admitted": 4, "new": 4, "in_list": 4,
-                                 "first": 4}
-    assert report["wordnet"] == {"input": 5, "dropped_punctuation": 1, "admitted": 3, "new": 1, "in_list": 3,
-                                 "first": 1}
+    assert report["unigram"] == {
+        "input": 6,
+        "dropped_punctuation": 1,
+        "admitted": 4,
+        "new": 4,
+        "in_list": 4,
+        "first": 4,
+    }
+    assert report["wordnet"] == {
+        "input": 5,
+        "dropped_punctuation": 1,
+        "admitted": 3,
+        "new": 1,
+        "in_list": 3,
+        "first": 1,
+    }
     assert report["title"]["new"] == 1 and report["title"]["in_list"] == 3
     assert sum(r["first"] for r in report.values()) == table.num_rows
 
@@ -52,10 +76,16 @@ def test_cap_keeps_wordnet_and_shares_the_rest_like_metaclip():
 def test_quotas_water_filling():
     weights = build.METACLIP_TOTALS
     assert build.quotas(100, {"unigram": 1000, "bigram": 1000, "title": 1000}, weights) == {
-        "unigram": 61, "bigram": 24, "title": 15}
+        "unigram": 61,
+        "bigram": 24,
+        "title": 15,
+    }
     # a small source keeps all it has and leaves the rest of its share to the others
     assert build.quotas(100, {"unigram": 1000, "bigram": 3, "title": 1000}, weights) == {
-        "unigram": 78, "bigram": 3, "title": 19}
+        "unigram": 78,
+        "bigram": 3,
+        "title": 19,
+    }
     assert build.quotas(10, {"unigram": 2, "bigram": 3, "title": 1}, weights) == {"unigram": 2, "bigram": 3, "title": 1}
     assert build.quotas(0, {"unigram": 5, "bigram": 5, "title": 5}, weights) == {"unigram": 0, "bigram": 0, "title": 0}
 

@@ -11,17 +11,20 @@ PREFIXES = prose.namespace_prefixes(NS)
 
 
 def test_parse_article_prose_links_and_foreign_links():
-    text = ("'''Cats''' are [[mammal|furry mammals]] of the [[Felidae#Family|Felidae]] family.{{citation needed}}"
-            "<ref>Smith 2001, p. 4</ref>\n[[File:Cat.jpg|thumb|200px|A [[kitten]] asleep]]\n"
-            "[[Category:Animals]] [[fr:Chat]] [[:Category:Pets]]")
+    text = (
+        "'''Cats''' are [[mammal|furry mammals]] of the [[Felidae#Family|Felidae]] family.{{citation needed}}"
+        "<ref>Smith 2001, p. 4</ref>\n[[File:Cat.jpg|thumb|200px|A [[kitten]] asleep]]\n"
+        "[[Category:Animals]] [[fr:Chat]] [[:Category:Pets]]"
+    )
     text_out, links, dab = prose.parse_article(text, PREFIXES)
     assert not dab
     assert text_out == "Cats are furry mammals of the Felidae family."
     assert links == ["Mammal", "Felidae"]  # File/Category/interlanguage links and their captions are gone
 
 
-@pytest.mark.parametrize("template", ["{{disambiguation}}", "{{Disambig|geo}}", "{{hndis|Smith, John}}",
-                                      "{{Place name disambiguation}}"])
+@pytest.mark.parametrize(
+    "template", ["{{disambiguation}}", "{{Disambig|geo}}", "{{hndis|Smith, John}}", "{{Place name disambiguation}}"]
+)
 def test_disambiguation_templates(template):
     assert prose.parse_article(f"'''X''' may refer to:\n* [[A]]\n{template}", PREFIXES)[2] is True
 
@@ -40,14 +43,16 @@ def pages():
 
 def test_partial_counts_classify_every_page():
     partial = counts.count_pages(pages(), NS)
-    assert partial.stats == Counter({"articles": 2, "skipped_redirect": 2, "skipped_disambiguation": 2,
-                                     "skipped_namespace": 1, "tokens": 17})
+    assert partial.stats == Counter(
+        {"articles": 2, "skipped_redirect": 2, "skipped_disambiguation": 2, "skipped_namespace": 1, "tokens": 17}
+    )
     assert partial.titles == [(1, "Cat"), (2, "Dog")]
     assert partial.redirects == [("Kitty", "Cat"), ("Doggo", "Dog")]
     assert partial.links == Counter({"Cat": 2, "Kitty": 1, "Doggo": 1})
     # "the cat sat. the cat ran, the dog sat." + "the dog ran. Cat and Kitty and doggo."
-    assert partial.unigrams == Counter({"the": 4, "cat": 2, "sat": 2, "dog": 2, "ran": 2, "Cat": 1, "and": 2,
-                                        "Kitty": 1, "doggo": 1})
+    assert partial.unigrams == Counter(
+        {"the": 4, "cat": 2, "sat": 2, "dog": 2, "ran": 2, "Cat": 1, "and": 2, "Kitty": 1, "doggo": 1}
+    )
     assert partial.bigrams[("the", "cat")] == 2 and partial.bigrams[("Kitty", "and")] == 1
     assert ("sat", "the") not in partial.bigrams  # the full stop separates them
 
@@ -84,16 +89,18 @@ def test_reduce_pmi_matches_the_formula(tmp_path, rule):
     # thresholds: count and pmi both apply, best first
     strict = counts.bigrams_by_pmi(con, reduced, min_count=2, min_pmi=1.0, rule=rule)
     assert strict["query"].to_pylist() == sorted(
-        (q for q, p in expected.items() if got[q][0] >= 2 and p >= 1.0), key=lambda q: (-expected[q], q))
+        (q for q, p in expected.items() if got[q][0] >= 2 and p >= 1.0), key=lambda q: (-expected[q], q)
+    )
     assert counts.unigrams_at_least(con, 4).to_pylist() == [{"query": "the", "count": 4}]
 
 
 def test_pmi_by_hand_on_two_bigrams(tmp_path):
     """N = 17 tokens, B = 12 bigrams; c(the) = 4, c(cat) = 2, c(the cat) = 2; c(Kitty) = 1, c(and) = 2, c(Kitty and) = 1."""
     con, reduced, _, _ = _reduced(tmp_path)
-    for rule, the_cat, kitty_and in [("metaclip", math.log2(2 * 17 / (4 * 2)), math.log2(1 * 17 / (1 * 2))),
-                                     ("ratio", math.log((2 / 12) / ((4 / 17) * (2 / 17))),
-                                      math.log((1 / 12) / ((1 / 17) * (2 / 17))))]:
+    for rule, the_cat, kitty_and in [
+        ("metaclip", math.log2(2 * 17 / (4 * 2)), math.log2(1 * 17 / (1 * 2))),
+        ("ratio", math.log((2 / 12) / ((4 / 17) * (2 / 17))), math.log((1 / 12) / ((1 / 17) * (2 / 17)))),
+    ]:
         rows = {r["query"]: r["pmi"] for r in counts.bigrams_by_pmi(con, reduced, 1, -100.0, rule=rule).to_pylist()}
         assert rows["the cat"] == pytest.approx(the_cat) and rows["Kitty and"] == pytest.approx(kitty_and)
 

@@ -1,3 +1,6 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
 from wit_builder.queries.normalize import SEPARATORS, is_normal, normalize
 
 
@@ -24,9 +27,6 @@ def test_is_normal():
     assert is_normal("New York")
     assert not is_normal("New  York")
     assert not is_normal("U.S.")
-
-
-from hypothesis import given, strategies as st  # noqa: E402
 
 
 @given(st.text(max_size=40))

@@ -4,13 +4,28 @@ from wit_builder.queries.tokenize import count_into, segments, tokens
 
 
 def test_segments_break_at_matcher_separators_and_brackets():
-    assert [s.strip() for s in segments('one two, three (four five) six\nseven')] == [
-        "one two", "three", "four five", "six", "seven"]
+    assert [s.strip() for s in segments("one two, three (four five) six\nseven")] == [
+        "one two",
+        "three",
+        "four five",
+        "six",
+        "seven",
+    ]
 
 
 def test_tokens_keep_case_inner_apostrophes_and_hyphens():
     assert tokens("Don't stop O'Brien's well-known 1990s café — x_y & 3.5") == [
-        "Don't", "stop", "O'Brien's", "well-known", "1990s", "café", "x", "y", "3", "5"]
+        "Don't",
+        "stop",
+        "O'Brien's",
+        "well-known",
+        "1990s",
+        "café",
+        "x",
+        "y",
+        "3",
+        "5",
+    ]
 
 
 def test_count_into_exact():

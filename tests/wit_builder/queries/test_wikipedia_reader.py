@@ -27,7 +27,11 @@ def test_plain_dump_pages_fields_and_header(tmp_path):
     got_header = {}
     pages, stats = read_all(path, got_header)
     assert [(p.page_id, p.title, p.ns, p.redirect) for p in pages] == [
-        (1, "Cat", 0, None), (2, "Kitty", 0, "Cat"), (3, "Talk:Cat", 1, None), (4, "Dog", 0, None)]
+        (1, "Cat", 0, None),
+        (2, "Kitty", 0, "Cat"),
+        (3, "Talk:Cat", 1, None),
+        (4, "Dog", 0, None),
+    ]
     assert pages[3].text == "A dog & a <b>bone</b>."
     assert got_header["namespaces"] == NAMESPACES
     assert stats == Counter({"pages_read": 4})
@@ -64,8 +68,9 @@ def test_non_utf8_bytes_are_an_error(tmp_path):
 
 def test_multistream_ranges_give_every_page_once(tmp_path):
     pages = many_pages(250)
-    dump, index, offsets = write_multistream(tmp_path / "m-multistream.xml.bz2",
-                                             tmp_path / "m-multistream-index.txt.bz2", pages, per_stream=100)
+    dump, index, offsets = write_multistream(
+        tmp_path / "m-multistream.xml.bz2", tmp_path / "m-multistream-index.txt.bz2", pages, per_stream=100
+    )
     with open(index, "rb") as handle:
         assert wikipedia.read_index(handle, index) == offsets
     assert len(offsets) == 3
@@ -85,8 +90,9 @@ def test_multistream_ranges_give_every_page_once(tmp_path):
 
 
 def test_multistream_truncated_stream_is_an_error(tmp_path):
-    dump, index, offsets = write_multistream(tmp_path / "m.xml.bz2", tmp_path / "m-index.txt.bz2",
-                                             many_pages(250), per_stream=100)
+    dump, index, offsets = write_multistream(
+        tmp_path / "m.xml.bz2", tmp_path / "m-index.txt.bz2", many_pages(250), per_stream=100
+    )
     data = open(dump, "rb").read()
     (tmp_path / "cut.xml.bz2").write_bytes(data[: offsets[2] - 10])
     with open(tmp_path / "cut.xml.bz2", "rb") as handle, pytest.raises(WitError, match="truncated or corrupt"):

@@ -19,19 +19,27 @@ class P:
 
 
 def header(namespaces: dict[int, str] = NAMESPACES) -> str:
-    names = "\n".join(f'      <namespace key="{k}" case="first-letter">{escape(v)}</namespace>' if v
-                      else f'      <namespace key="{k}" case="first-letter" />' for k, v in namespaces.items())
-    return ('<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">\n'
-            "  <siteinfo>\n    <sitename>Wikipedia</sitename>\n    <dbname>enwiki</dbname>\n"
-            f"    <namespaces>\n{names}\n    </namespaces>\n  </siteinfo>\n")
+    names = "\n".join(
+        f'      <namespace key="{k}" case="first-letter">{escape(v)}</namespace>'
+        if v
+        else f'      <namespace key="{k}" case="first-letter" />'
+        for k, v in namespaces.items()
+    )
+    return (
+        '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">\n'
+        "  <siteinfo>\n    <sitename>Wikipedia</sitename>\n    <dbname>enwiki</dbname>\n"
+        f"    <namespaces>\n{names}\n    </namespaces>\n  </siteinfo>\n"
+    )
 
 
 def page_xml(page: P) -> str:
     redirect = f"    <redirect title={quoteattr(page.redirect)} />\n" if page.redirect is not None else ""
-    return (f"  <page>\n    <title>{escape(page.title)}</title>\n    <ns>{page.ns}</ns>\n    <id>{page.page_id}</id>\n"
-            f"{redirect}    <revision>\n      <id>{page.page_id * 10}</id>\n"
-            f'      <text bytes="{len(page.text)}" xml:space="preserve">{escape(page.text)}</text>\n'
-            "    </revision>\n  </page>\n")
+    return (
+        f"  <page>\n    <title>{escape(page.title)}</title>\n    <ns>{page.ns}</ns>\n    <id>{page.page_id}</id>\n"
+        f"{redirect}    <revision>\n      <id>{page.page_id * 10}</id>\n"
+        f'      <text bytes="{len(page.text)}" xml:space="preserve">{escape(page.text)}</text>\n'
+        "    </revision>\n  </page>\n"
+    )
 
 
 def write_plain(path, pages: list[P], namespaces: dict[int, str] = NAMESPACES) -> str:
@@ -41,14 +49,15 @@ def write_plain(path, pages: list[P], namespaces: dict[int, str] = NAMESPACES) -
     return str(path)
 
 
-def write_multistream(path, index_path, pages: list[P], per_stream: int = 100,
-                      namespaces: dict[int, str] = NAMESPACES) -> tuple[str, str, list[int]]:
+def write_multistream(
+    path, index_path, pages: list[P], per_stream: int = 100, namespaces: dict[int, str] = NAMESPACES
+) -> tuple[str, str, list[int]]:
     """Concatenated bz2 streams: header, groups of `per_stream` pages, footer; index lines offset:page_id:title."""
     data = bytearray(bz2.compress(header(namespaces).encode("utf-8")))
     index_lines, offsets = [], []
     for start in range(0, len(pages), per_stream):
         offsets.append(len(data))
-        group = pages[start:start + per_stream]
+        group = pages[start : start + per_stream]
         index_lines += [f"{len(data)}:{p.page_id}:{p.title}" for p in group]
         data += bz2.compress("".join(page_xml(p) for p in group).encode("utf-8"))
     data += bz2.compress(b"</mediawiki>\n")
@@ -61,5 +70,7 @@ def write_multistream(path, index_path, pages: list[P], per_stream: int = 100,
 
 def many_pages(n: int, first_id: int = 1) -> list[P]:
     """n simple articles `Article k` whose text is `alpha beta k. [[Article 1]] links here.`"""
-    return [P(first_id + k, f"Article {first_id + k}",
-              f"alpha beta w{first_id + k}. [[Article {first_id}]] links here.") for k in range(n)]
+    return [
+        P(first_id + k, f"Article {first_id + k}", f"alpha beta w{first_id + k}. [[Article {first_id}]] links here.")
+        for k in range(n)
+    ]

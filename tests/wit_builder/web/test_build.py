@@ -92,11 +92,14 @@ def test_full_web_counts(tmp_path):
     assert dict(base) == raw
     assert 90_000 < summary.pairs < 130_000
     assert summary.images == 8121 + 950 - summary.skipped.get("tuxpaint/svg_unrenderable", 0) + raw["emoji"] // 2
-    digests = Counter(hashlib.sha256((tmp_path / r["image"]).read_bytes()).hexdigest()
-                      for r in {r["image"]: r for r in pool if r["collection"] == "openclipart"
-                                and r["noise"] != "dead_link"}.values())
+    digests = Counter(
+        hashlib.sha256((tmp_path / r["image"]).read_bytes()).hexdigest()
+        for r in {
+            r["image"]: r for r in pool if r["collection"] == "openclipart" and r["noise"] != "dead_link"
+        }.values()
+    )
     assert sum(c for c in digests.values() if c > 1) > 2000
-    png_root = sources.openclipart_root()                # identical drawings under different names, from the raw files
+    png_root = sources.openclipart_root()  # identical drawings under different names, from the raw files
     raw_digests = Counter(hashlib.sha256(p.read_bytes()).hexdigest() for p in png_root.rglob("*.png"))
     raw_duplicates = sum(c for c in raw_digests.values() if c > 1)
     assert raw_duplicates > 2000 and summary.duplicate_image_files >= raw_duplicates

@@ -47,7 +47,7 @@ def test_bomb_png_declares_a_huge_image_in_a_small_valid_file():
     assert len(big) < 1_000_000
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert Image.open(io.BytesIO(big)).size == (10_000, 10_000)   # header only: never decoded here
+        assert Image.open(io.BytesIO(big)).size == (10_000, 10_000)  # header only: never decoded here
 
 
 def test_header_bomb_png_is_tiny_and_refused_by_pillow_at_open():
@@ -59,7 +59,7 @@ def test_header_bomb_png_is_tiny_and_refused_by_pillow_at_open():
         warnings.simplefilter("ignore")
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:
-            assert Image.open(io.BytesIO(bomb)).size == (30_000, 30_000)   # header only
+            assert Image.open(io.BytesIO(bomb)).size == (30_000, 30_000)  # header only
         finally:
             Image.MAX_IMAGE_PIXELS = previous
 

@@ -5,7 +5,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from urllib.error import HTTPError
 from urllib.parse import urlsplit
-from urllib.request import Request, urlopen
+from urllib.request import urlopen
 
 import pyarrow.parquet as pq
 import pytest
@@ -55,8 +55,17 @@ def test_head_has_the_length_without_a_body(small_web):
         assert int(resp.headers["Content-Length"]) == image.stat().st_size
 
 
-@pytest.mark.parametrize("path", ["/../../etc/passwd", "/img/../../../etc/hostname", "/%2e%2e/%2e%2e/etc/passwd",
-                                  "/img/%00", "/nonexistent.png", "/img"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/../../etc/passwd",
+        "/img/../../../etc/hostname",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/img/%00",
+        "/nonexistent.png",
+        "/img",
+    ],
+)
 def test_nothing_outside_the_folder_or_missing_is_served(small_web, path):
     out, _ = small_web
     with serving(out) as base:
@@ -100,7 +109,7 @@ def test_a_client_that_hangs_up_is_not_reported(small_web, capfd):
         for _ in range(5):
             sock = socket.create_connection((parts.hostname, parts.port), timeout=5)
             sock.sendall(b"GET /img/")
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close with a reset
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
             sock.close()
         time.sleep(0.5)
         assert _get(base + "/nonexistent.png")[0] == 404
