@@ -60,13 +60,28 @@ class ModelConfig:
     def to_open_clip(self) -> dict:
         """The same architecture as an OpenCLIP model config dict (for `open_clip` tests and benchmarks)."""
         v, t = self.vision, self.text
-        vision_cfg = {"image_size": v.image_size, "layers": list(v.layers) if v.is_resnet else v.layers,
-                      "width": v.width, "patch_size": v.patch_size, "head_width": v.head_width,
-                      "mlp_ratio": v.mlp_ratio}
-        text_cfg = {"context_length": t.context_length, "vocab_size": t.vocab_size, "width": t.width,
-                    "heads": t.heads, "layers": t.layers, "mlp_ratio": t.mlp_ratio}
-        return {"embed_dim": self.embed_dim, "quick_gelu": self.quick_gelu,
-                "vision_cfg": vision_cfg, "text_cfg": text_cfg}
+        vision_cfg = {
+            "image_size": v.image_size,
+            "layers": list(v.layers) if v.is_resnet else v.layers,
+            "width": v.width,
+            "patch_size": v.patch_size,
+            "head_width": v.head_width,
+            "mlp_ratio": v.mlp_ratio,
+        }
+        text_cfg = {
+            "context_length": t.context_length,
+            "vocab_size": t.vocab_size,
+            "width": t.width,
+            "heads": t.heads,
+            "layers": t.layers,
+            "mlp_ratio": t.mlp_ratio,
+        }
+        return {
+            "embed_dim": self.embed_dim,
+            "quick_gelu": self.quick_gelu,
+            "vision_cfg": vision_cfg,
+            "text_cfg": text_cfg,
+        }
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)

@@ -44,8 +44,9 @@ def gather_features(x: torch.Tensor, group=None) -> torch.Tensor:
     return _GatherWithGrad.apply(x, group)
 
 
-def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor,
-              group=None) -> torch.Tensor:
+def clip_loss(
+    image_features: torch.Tensor, text_features: torch.Tensor, logit_scale: torch.Tensor, group=None
+) -> torch.Tensor:
     """Mean of the image->text and text->image cross-entropies for this worker's rows; features L2-normalised,
     `logit_scale` the multiplier exp(t) (already clamped). Without an initialised process group: the plain full-batch
     loss. Every worker must hold the same local batch size (its rows' labels are offset by rank * batch)."""
@@ -58,7 +59,7 @@ def clip_loss(image_features: torch.Tensor, text_features: torch.Tensor, logit_s
     b = image_features.shape[0]
     labels = torch.arange(rank * b, rank * b + b, device=image_features.device)
     logits_per_image = logit_scale * image_features @ all_texts.T  # [b, N]
-    logits_per_text = logit_scale * text_features @ all_images.T   # [b, N]
+    logits_per_text = logit_scale * text_features @ all_images.T  # [b, N]
     return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
 
 

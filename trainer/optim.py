@@ -42,14 +42,23 @@ def param_groups(model: nn.Module, weight_decay: float) -> tuple[list[dict], dic
     for name, param in model.named_parameters():
         if param.requires_grad:
             (decay if decays(name, param) else no_decay).append(param)
-    counts = {"decay_tensors": len(decay), "no_decay_tensors": len(no_decay),
-              "decay_params": sum(p.numel() for p in decay), "no_decay_params": sum(p.numel() for p in no_decay)}
+    counts = {
+        "decay_tensors": len(decay),
+        "no_decay_tensors": len(no_decay),
+        "decay_params": sum(p.numel() for p in decay),
+        "no_decay_params": sum(p.numel() for p in no_decay),
+    }
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], counts
 
 
-def build_optimizer(model: nn.Module, family: str | None = None, lr: float | None = None,
-                    betas: tuple[float, float] | None = None, eps: float | None = None,
-                    weight_decay: float | None = None) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module,
+    family: str | None = None,
+    lr: float | None = None,
+    betas: tuple[float, float] | None = None,
+    eps: float | None = None,
+    weight_decay: float | None = None,
+) -> torch.optim.AdamW:
     """AdamW over `param_groups`; anything not given comes from the paper's settings for `family` ('resnet' or 'vit',
     default: the model's config family)."""
     family = family or getattr(getattr(model, "config", None), "family", None)
@@ -57,8 +66,9 @@ def build_optimizer(model: nn.Module, family: str | None = None, lr: float | Non
         raise ValueError(f"unknown model family {family!r}: give 'resnet' or 'vit'")
     paper = PAPER_ADAM[family]
     groups, _ = param_groups(model, paper.weight_decay if weight_decay is None else weight_decay)
-    return torch.optim.AdamW(groups, lr=paper.lr if lr is None else lr, betas=betas or paper.betas,
-                             eps=paper.eps if eps is None else eps)
+    return torch.optim.AdamW(
+        groups, lr=paper.lr if lr is None else lr, betas=betas or paper.betas, eps=paper.eps if eps is None else eps
+    )
 
 
 class WarmupCosine:
@@ -78,8 +88,9 @@ class WarmupCosine:
         return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def cosine_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int,
-                    min_ratio: float = 0.0) -> torch.optim.lr_scheduler.LambdaLR:
+def cosine_schedule(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A scheduler stepped once per optimiser step; its state_dict resumes the schedule."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, WarmupCosine(warmup_steps, total_steps, min_ratio))
 

@@ -56,10 +56,12 @@ def clean(text: str) -> str:
 
 
 def _pre_tokenizer():
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PATTERN), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PATTERN), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
 
 
 class ClipTokenizer:
@@ -99,8 +101,9 @@ class ClipTokenizer:
         return cls.from_file(OPENAI_VOCAB, vocab_size=OPENAI_VOCAB_SIZE, context_length=context_length)
 
     @classmethod
-    def from_file(cls, path: str | Path, vocab_size: int | None = None,
-                  context_length: int = CONTEXT_LENGTH) -> ClipTokenizer:
+    def from_file(
+        cls, path: str | Path, vocab_size: int | None = None, context_length: int = CONTEXT_LENGTH
+    ) -> ClipTokenizer:
         """A merges file in OpenAI's format (gzip or plain text: a header line, then `a b` per merge); `vocab_size`
         keeps the first vocab_size - 514 merges (OpenAI's file holds more than its model uses)."""
         path = Path(path)
@@ -135,7 +138,7 @@ class ClipTokenizer:
         for i, enc in enumerate(encodings):
             ids = enc.ids[: ctx - 2]
             out[i, 0] = self.sot_id
-            out[i, 1: len(ids) + 1] = ids
+            out[i, 1 : len(ids) + 1] = ids
             out[i, len(ids) + 1] = self.eot_id
         return out
 
@@ -160,8 +163,10 @@ class ClipTokenizer:
 def _merge_count(vocab_size: int) -> int:
     merges = vocab_size - BASE_SYMBOLS - SPECIALS
     if merges < 0:
-        raise TokenizerError(f"vocabulary size {vocab_size} is below the {BASE_SYMBOLS + SPECIALS} byte and special "
-                             f"tokens every CLIP BPE holds")
+        raise TokenizerError(
+            f"vocabulary size {vocab_size} is below the {BASE_SYMBOLS + SPECIALS} byte and special "
+            f"tokens every CLIP BPE holds"
+        )
     return merges
 
 
@@ -172,16 +177,23 @@ def load_tokenizer(path: str | Path | None = None, context_length: int = CONTEXT
     return ClipTokenizer.from_file(path, context_length=context_length)
 
 
-def train_bpe(captions: Iterable[str], vocab_size: int, min_frequency: int = 2,
-              context_length: int = CONTEXT_LENGTH) -> ClipTokenizer:
+def train_bpe(
+    captions: Iterable[str], vocab_size: int, min_frequency: int = 2, context_length: int = CONTEXT_LENGTH
+) -> ClipTokenizer:
     """Learn a CLIP-form BPE (same cleaning, pattern, byte alphabet and `</w>` suffix) from captions; its vocabulary
     holds `vocab_size` tokens, or fewer when the corpus runs out of pairs seen `min_frequency` times."""
     wanted = _merge_count(vocab_size)
     tok = Tokenizer(models.BPE(end_of_word_suffix=EOW, continuing_subword_prefix=""))
     tok.pre_tokenizer = _pre_tokenizer()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False, special_tokens=[],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), end_of_word_suffix=EOW, continuing_subword_prefix="")
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        show_progress=False,
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        end_of_word_suffix=EOW,
+        continuing_subword_prefix="",
+    )
     tok.train_from_iterator((clean(c) for c in captions), trainer=trainer)
     learned = json.loads(tok.to_str())["model"]["merges"]
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned]

@@ -52,10 +52,17 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         x, y, _ = _features(seed=5)
         model_loss = clip_loss(*model(x[rows], y[rows]))
         model_loss.backward()
-        torch.save({"loss": loss.detach(), "image": image.grad, "text": text.grad, "scale": scale.grad,
-                    "model_loss": model_loss.detach(),
-                    "params": {n: p.grad for n, p in model.module.named_parameters()}},
-                   os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(
+            {
+                "loss": loss.detach(),
+                "image": image.grad,
+                "text": text.grad,
+                "scale": scale.grad,
+                "model_loss": model_loss.detach(),
+                "params": {n: p.grad for n, p in model.module.named_parameters()},
+            },
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
     finally:
         torch.distributed.destroy_process_group()
 

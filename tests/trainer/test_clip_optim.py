@@ -30,9 +30,15 @@ def test_no_decay_on_gains_biases_class_token_and_temperature(name):
     for n, is_decayed in names.items():
         if n.endswith(".bias") or ".ln_" in n or n.startswith("ln_") or ".bn" in n or "downsample.1" in n:
             assert not is_decayed, n
-    for n in ("token_embedding.weight", "positional_embedding", "text_projection",
-              "transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.0.attn.out_proj.weight",
-              "transformer.resblocks.0.mlp.c_fc.weight", "visual.conv1.weight"):
+    for n in (
+        "token_embedding.weight",
+        "positional_embedding",
+        "text_projection",
+        "transformer.resblocks.0.attn.in_proj_weight",
+        "transformer.resblocks.0.attn.out_proj.weight",
+        "transformer.resblocks.0.mlp.c_fc.weight",
+        "visual.conv1.weight",
+    ):
         assert names[n], n
     if name == "tiny-vit":
         assert names["visual.proj"] and names["visual.positional_embedding"] and not names["visual.class_embedding"]

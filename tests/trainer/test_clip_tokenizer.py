@@ -23,13 +23,33 @@ from trainer.tokenizer import (
 from wit_builder.paths import cache_dir
 
 EDGE_CASES = [
-    "", "   ", "\t\n", "a", "A photo of a CAT.", "Hello, World! It's 2021", "don't won't we'll I'M you'VE",
-    "café naïve Ærø straße İstanbul ǅemal", "日本語のテキストと漢字", "Привет, мир", "مرحبا بالعالم", "שלום עולם",
-    "🙂😀👍🏽 family: 👨‍👩‍👧‍👦 flag 🇫🇷", "Tom &amp; Jerry &lt;3 &quot;quoted&quot; &#x263A; &amp;amp;",
-    "mojibake: CafÃ© â€œquotedâ€\x9d", "tabs\tand\nnewlines\r\n  and\u00a0nbsp\u2003em space",
-    "zero\u200bwidth\u200djoiner", "12345 3.14159 1,000,000 ½ ² ٣", "e-mail@example.com http://x.y/z?q=1#f",
-    "<start_of_text> inside <END_OF_TEXT> text", "'s 's's ''s", "ﬁ ligature Ⅻ ℌ ㎏", "\x00\x01 control \x7f",
-    "word " * 200, "x" * 1000, "😀" * 100, "long-" * 60 + "end",
+    "",
+    "   ",
+    "\t\n",
+    "a",
+    "A photo of a CAT.",
+    "Hello, World! It's 2021",
+    "don't won't we'll I'M you'VE",
+    "café naïve Ærø straße İstanbul ǅemal",
+    "日本語のテキストと漢字",
+    "Привет, мир",
+    "مرحبا بالعالم",
+    "שלום עולם",
+    "🙂😀👍🏽 family: 👨‍👩‍👧‍👦 flag 🇫🇷",
+    "Tom &amp; Jerry &lt;3 &quot;quoted&quot; &#x263A; &amp;amp;",
+    "mojibake: CafÃ© â€œquotedâ€\x9d",
+    "tabs\tand\nnewlines\r\n  and\u00a0nbsp\u2003em space",
+    "zero\u200bwidth\u200djoiner",
+    "12345 3.14159 1,000,000 ½ ² ٣",
+    "e-mail@example.com http://x.y/z?q=1#f",
+    "<start_of_text> inside <END_OF_TEXT> text",
+    "'s 's's ''s",
+    "ﬁ ligature Ⅻ ℌ ㎏",
+    "\x00\x01 control \x7f",
+    "word " * 200,
+    "x" * 1000,
+    "😀" * 100,
+    "long-" * 60 + "end",
 ]
 
 
@@ -46,8 +66,9 @@ def _real_captions(n: int = 3000) -> list[str]:
     try:
         texts = [t for rec in sources.tuxpaint() for _, t in rec.texts]
         texts += [t for rec in sources.openclipart(limit=600) for _, t in rec.texts]
-        texts += [t for rec in sources.emoji(limit=300) for _, t in rec.texts] + [rec.emoji for rec in
-                                                                                  sources.emoji(limit=300)]
+        texts += [t for rec in sources.emoji(limit=300) for _, t in rec.texts] + [
+            rec.emoji for rec in sources.emoji(limit=300)
+        ]
     except Exception as e:  # noqa: BLE001 - the Debian data is optional here: say what is missing
         pytest.skip(f"no demo pool and no Debian data under {cache_dir()} ({e}); run `make data`")
     rng = random.Random(0)
@@ -55,7 +76,7 @@ def _real_captions(n: int = 3000) -> list[str]:
     # the web's noise: HTML entities, mojibake, page-long texts
     texts += [html.escape(t).replace(" ", "&nbsp;", 1) for t in texts[:200]]
     texts += [t.encode("utf-8").decode("latin-1") for t in texts[200:400]]
-    texts += [" | ".join(texts[i: i + 80]) for i in range(0, 2400, 80)]
+    texts += [" | ".join(texts[i : i + 80]) for i in range(0, 2400, 80)]
     return texts
 
 

@@ -10,8 +10,16 @@ from trainer.models import CLIP
 from trainer.optim import build_optimizer, clip_gradients, cosine_schedule
 from trainer.tokenizer import ClipTokenizer
 
-CAPTIONS = ["a red circle", "a blue square", "a green triangle", "a yellow star",
-            "two black cats", "a white house", "an orange fish", "a purple flower"]
+CAPTIONS = [
+    "a red circle",
+    "a blue square",
+    "a green triangle",
+    "a yellow star",
+    "two black cats",
+    "a white house",
+    "an orange fish",
+    "a purple flower",
+]
 
 
 @pytest.mark.parametrize("name", ["tiny-vit", "tiny-rn"])

@@ -37,8 +37,9 @@ def build_visual(config: ModelConfig) -> nn.Module:
     v = config.vision
     if v.is_resnet:
         return ModifiedResNet(v.layers, config.embed_dim, v.heads, v.image_size, v.width)
-    return VisionTransformer(v.image_size, v.patch_size, v.width, v.layers, v.heads, config.embed_dim,
-                             v.mlp_ratio, config.quick_gelu)
+    return VisionTransformer(
+        v.image_size, v.patch_size, v.width, v.layers, v.heads, config.embed_dim, v.mlp_ratio, config.quick_gelu
+    )
 
 
 class CLIP(nn.Module):
@@ -51,8 +52,9 @@ class CLIP(nn.Module):
         self.config = config
         t = config.text
         self.visual = build_visual(config)
-        text = TextTransformer(t.width, t.layers, t.heads, config.embed_dim, t.context_length, t.vocab_size,
-                               t.mlp_ratio, config.quick_gelu)
+        text = TextTransformer(
+            t.width, t.layers, t.heads, config.embed_dim, t.context_length, t.vocab_size, t.mlp_ratio, config.quick_gelu
+        )
         self.token_embedding = text.token_embedding
         self.positional_embedding = text.positional_embedding
         self.transformer = text.transformer
@@ -94,8 +96,11 @@ class CLIP(nn.Module):
         self.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor):
-        return (self.encode_image(images, normalize=True), self.encode_text(tokens, normalize=True),
-                self.logit_scale_exp())
+        return (
+            self.encode_image(images, normalize=True),
+            self.encode_text(tokens, normalize=True),
+            self.logit_scale_exp(),
+        )
 
     def logits(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits per image [images, texts], logits per text [texts, images])."""

@@ -37,8 +37,9 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training and getattr(_recomputing, "on", False):
-            return F.batch_norm(x, self.running_mean.clone(), self.running_var.clone(), self.weight, self.bias, True,
-                                0.1, self.eps)
+            return F.batch_norm(
+                x, self.running_mean.clone(), self.running_var.clone(), self.weight, self.bias, True, 0.1, self.eps
+            )
         return super().forward(x)
 
 
@@ -60,11 +61,9 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = None
         if stride > 1 or inplanes != out:
-            self.downsample = nn.Sequential(OrderedDict([
-                ("-1", nn.AvgPool2d(stride)),  # no parameters: keys stay downsample.0 / downsample.1 as OpenAI's
-                ("0", nn.Conv2d(inplanes, out, 1, stride=1, bias=False)),
-                ("1", BatchNorm2d(out)),
-            ]))
+            # the pool ("-1") has no parameters: the keys stay downsample.0 / downsample.1, as OpenAI's
+            pool, conv, bn = nn.AvgPool2d(stride), nn.Conv2d(inplanes, out, 1, stride=1, bias=False), BatchNorm2d(out)
+            self.downsample = nn.Sequential(OrderedDict([("-1", pool), ("0", conv), ("1", bn)]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -80,7 +79,7 @@ class AttentionPool2d(nn.Module):
 
     def __init__(self, spatial: int, embed_dim: int, heads: int, output_dim: int):
         super().__init__()
-        self.positional_embedding = nn.Parameter(torch.randn(spatial * spatial + 1, embed_dim) / embed_dim ** 0.5)
+        self.positional_embedding = nn.Parameter(torch.randn(spatial * spatial + 1, embed_dim) / embed_dim**0.5)
         self.k_proj = nn.Linear(embed_dim, embed_dim)
         self.q_proj = nn.Linear(embed_dim, embed_dim)
         self.v_proj = nn.Linear(embed_dim, embed_dim)
@@ -102,8 +101,9 @@ class AttentionPool2d(nn.Module):
 class ModifiedResNet(nn.Module):
     """The modified ResNet image tower; `width` is the stem width (64 for RN50), features are width * 32 wide."""
 
-    def __init__(self, layers: tuple[int, int, int, int], output_dim: int, heads: int, image_size: int = 224,
-                 width: int = 64):
+    def __init__(
+        self, layers: tuple[int, int, int, int], output_dim: int, heads: int, image_size: int = 224, width: int = 64
+    ):
         super().__init__()
         if image_size % 32:
             raise ValueError(f"image size {image_size} is not a multiple of 32 (the ResNet's total stride)")
@@ -133,7 +133,7 @@ class ModifiedResNet(nn.Module):
 
     def init_parameters(self) -> None:
         """OpenAI's initialisation: attention-pool projections ~ N(0, 1/d), the last BN gain of each block zero."""
-        std = self.attnpool.c_proj.in_features ** -0.5
+        std = self.attnpool.c_proj.in_features**-0.5
         for proj in (self.attnpool.q_proj, self.attnpool.k_proj, self.attnpool.v_proj, self.attnpool.c_proj):
             nn.init.normal_(proj.weight, std=std)
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):

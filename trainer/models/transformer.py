@@ -56,11 +56,15 @@ class ResidualAttentionBlock(nn.Module):
         self.ln_1 = nn.LayerNorm(width)
         self.attn = SelfAttention(width, heads)
         self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(OrderedDict([
-            ("c_fc", nn.Linear(width, hidden)),
-            ("gelu", activation(quick_gelu)),
-            ("c_proj", nn.Linear(hidden, width)),
-        ]))
+        self.mlp = nn.Sequential(
+            OrderedDict(
+                [
+                    ("c_fc", nn.Linear(width, hidden)),
+                    ("gelu", activation(quick_gelu)),
+                    ("c_proj", nn.Linear(hidden, width)),
+                ]
+            )
+        )
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), causal=causal)
@@ -75,12 +79,13 @@ class Transformer(nn.Module):
         self.width, self.layers = width, layers
         self.grad_checkpointing = False
         self.resblocks = nn.ModuleList(
-            ResidualAttentionBlock(width, heads, mlp_ratio, quick_gelu) for _ in range(layers))
+            ResidualAttentionBlock(width, heads, mlp_ratio, quick_gelu) for _ in range(layers)
+        )
 
     def init_parameters(self) -> None:
         """OpenAI's text-transformer initialisation (std scaled by width and depth)."""
-        proj_std = self.width ** -0.5 * (2 * self.layers) ** -0.5
-        attn_std = self.width ** -0.5
+        proj_std = self.width**-0.5 * (2 * self.layers) ** -0.5
+        attn_std = self.width**-0.5
         fc_std = (2 * self.width) ** -0.5
         for block in self.resblocks:
             nn.init.normal_(block.attn.in_proj_weight, std=attn_std)

@@ -12,14 +12,23 @@ from trainer.models.transformer import Transformer
 class VisionTransformer(nn.Module):
     """Keys as OpenAI's `visual.*`: conv1, class_embedding, positional_embedding, ln_pre, transformer, ln_post, proj."""
 
-    def __init__(self, image_size: int, patch_size: int, width: int, layers: int, heads: int, output_dim: int,
-                 mlp_ratio: float = 4.0, quick_gelu: bool = True):
+    def __init__(
+        self,
+        image_size: int,
+        patch_size: int,
+        width: int,
+        layers: int,
+        heads: int,
+        output_dim: int,
+        mlp_ratio: float = 4.0,
+        quick_gelu: bool = True,
+    ):
         super().__init__()
         if image_size % patch_size:
             raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
         self.image_size, self.output_dim = image_size, output_dim
         grid = image_size // patch_size
-        scale = width ** -0.5
+        scale = width**-0.5
         self.conv1 = nn.Conv2d(3, width, kernel_size=patch_size, stride=patch_size, bias=False)
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
         self.positional_embedding = nn.Parameter(scale * torch.randn(grid * grid + 1, width))

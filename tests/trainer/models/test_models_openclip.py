@@ -15,10 +15,17 @@ from trainer.models import CLIP
 TOL = dict(rtol=1e-5, atol=1e-5)
 
 # Our paper names -> OpenCLIP's config of the same architecture with OpenAI's QuickGELU.
-OPEN_CLIP_NAMES = {"RN50": "RN50-quickgelu", "RN101": "RN101-quickgelu", "RN50x4": "RN50x4-quickgelu",
-                   "RN50x16": "RN50x16-quickgelu", "RN50x64": "RN50x64-quickgelu", "ViT-B/32": "ViT-B-32-quickgelu",
-                   "ViT-B/16": "ViT-B-16-quickgelu", "ViT-L/14": "ViT-L-14-quickgelu",
-                   "ViT-L/14@336px": "ViT-L-14-336-quickgelu"}
+OPEN_CLIP_NAMES = {
+    "RN50": "RN50-quickgelu",
+    "RN101": "RN101-quickgelu",
+    "RN50x4": "RN50x4-quickgelu",
+    "RN50x16": "RN50x16-quickgelu",
+    "RN50x64": "RN50x64-quickgelu",
+    "ViT-B/32": "ViT-B-32-quickgelu",
+    "ViT-B/16": "ViT-B-16-quickgelu",
+    "ViT-L/14": "ViT-L-14-quickgelu",
+    "ViT-L/14@336px": "ViT-L-14-336-quickgelu",
+}
 
 
 def _register(config, tmp_path) -> str:
@@ -37,7 +44,7 @@ def _inputs(config, batch=4, seed=0):
     tokens = torch.zeros(batch, ctx, dtype=torch.long)
     for i, length in enumerate([1, 5, ctx - 2, 12][:batch]):  # [SOT] words [EOT], zero padding after
         tokens[i, 0] = vocab - 2
-        tokens[i, 1:length + 1] = torch.randint(0, vocab - 2, (length,), generator=g)
+        tokens[i, 1 : length + 1] = torch.randint(0, vocab - 2, (length,), generator=g)
         tokens[i, length + 1] = vocab - 1
     return images, tokens
 
@@ -55,8 +62,10 @@ def _randomise(model, seed=1):
             elif name.endswith("logit_scale"):
                 tensor.fill_(2.5)
             else:
-                tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.05 + (1.0 if "bn" in name and
-                                                                               name.endswith("weight") else 0.0))
+                tensor.copy_(
+                    torch.randn(tensor.shape, generator=g) * 0.05
+                    + (1.0 if "bn" in name and name.endswith("weight") else 0.0)
+                )
     return model
 
 
