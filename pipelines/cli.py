@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "web": "pipelines.web",
     "queries": "pipelines.build_queries",
     "build": "pipelines.build_wit",
+    "train": "pipelines.train",
     "sql": "pipelines.sql",
     "ray": "pipelines.ray_cluster",
 }
