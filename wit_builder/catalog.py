@@ -1,5 +1,7 @@
 """DuckDB views over the Parquet files of a folder, so `wit sql OUT "SELECT ..."` can name tables.
 
+A run folder of `wit train` has one JSON-lines table, `metrics` (RUN/metrics.jsonl, read with read_json_auto).
+
 TABLES maps a view name to where its rows are (relative to the folder) and the columns it must have. A folder gets
 a view for every table it holds; a single .parquet file is exposed under its stem. A build folder's `samples` view
 reads only finished shards (wit_builder/layout.py), so a folder whose build stopped at any point stays queryable.
@@ -18,6 +20,7 @@ import pyarrow.parquet as pq
 from wit_builder import layout
 from wit_builder.errors import WitError
 
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -25,6 +28,7 @@ class Table:
     required: tuple[str, ...] = ()
     doc: str = ""
     finder: Callable[[str], list[str]] | None = None  # root -> files, instead of the globs
+    reader: str = "parquet"  # or "json": JSON lines, read with DuckDB's read_json_auto
 
 
 def _finished_sample_tables(root: str) -> list[str]:
@@ -56,6 +60,9 @@ TABLES: tuple[Table, ...] = (
     Table("samples", (f"{layout.SHARDS}/NNNNN.parquet",), ("uid", "key", "status"),
           "one row per attempted download of a finished shard: status, error_message, sizes, sha256 (wit build)",
           finder=_finished_sample_tables),
+    Table("metrics", ("metrics.jsonl",), ("step", "loss"),
+          "one row per logged training step: loss, lr, logit_scale, samples/s, data-wait fraction (wit train)",
+          reader="json"),
 )
 
 
@@ -93,8 +100,14 @@ def _find(root: str, globber) -> dict[str, list[str]]:
     return found
 
 
+def _reader(name: str) -> str:
+    return next((t.reader for t in TABLES if t.name == name), "parquet")
+
+
 def _check_columns(name: str, files: list[str], filesystem=None) -> None:
     """Fail with a readable message when a file is not Parquet or lacks a column the view promises."""
+    if _reader(name) == "json":
+        return  # checked by DuckDB when the view is created (connect)
     required = next((t.required for t in TABLES if t.name == name), ())
     for path in files:
         try:
@@ -125,5 +138,34 @@ def connect(root: str) -> tuple[duckdb.DuckDBPyConnection, dict[str, list[str]]]
     for name, files in tables.items():
         _check_columns(name, files, filesystem)
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        if _reader(name) == "json":
+            _json_view(con, name, files, listing)
+            continue
         con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_parquet([{listing}], union_by_name=true)')
     return con, tables
+
+
+# The columns of the JSON-lines tables, for a view over files that hold no line yet.
+JSON_COLUMNS = {"metrics": {"step": "BIGINT", "epoch": "BIGINT", "samples_seen": "BIGINT", "loss": "DOUBLE",
+                            "lr": "DOUBLE", "logit_scale": "DOUBLE", "samples_per_s": "DOUBLE",
+                            "data_wait_fraction": "DOUBLE"}}
+
+
+def _json_view(con, name: str, files: list[str], listing: str) -> None:
+    """A view over JSON-lines files; WitError when they are not JSON lines or lack a column the view promises."""
+    required = next((t.required for t in TABLES if t.name == name), ())
+    try:
+        con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_json_auto([{listing}], format=\'newline_delimited\')')
+        columns = [row[0] for row in con.execute(f'DESCRIBE "{name}"').fetchall()]
+    except duckdb.Error as err:
+        first = str(err).strip().splitlines()[0]
+        raise WitError(f"{', '.join(files)} is not readable as JSON lines ({first})") from err
+    if columns == ["json"] and name in JSON_COLUMNS:  # DuckDB's answer for empty files: a run before its first step
+        types = ", ".join(f"'{c}': '{t}'" for c, t in JSON_COLUMNS[name].items())
+        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_json([{listing}], '
+                    f"format='newline_delimited', columns={{{types}}})")
+        return
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise WitError(f"{files[0]} lacks column(s) {', '.join(missing)} that table '{name}' needs "
+                       f"(it has: {', '.join(columns)})")
