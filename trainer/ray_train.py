@@ -410,6 +410,7 @@ def train(cfg: TrainConfig) -> dict:
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    ray.data.DataContext.get_current().enable_progress_bars = False  # rank 0's step bar says it all
     ds = tdata.ray_dataset(tdata.resolve_shards(cfg.data), info["image_size"], cfg.tokenizer, info["context_length"])
     use_gpu = cfg.gpus_per_worker > 0
     resources = {"CPU": cfg.cpus_per_worker}
@@ -430,7 +431,6 @@ def train(cfg: TrainConfig) -> dict:
             execution_options=ray.data.ExecutionOptions(preserve_order=True)),
     )
     storage.remove(run_path(cfg.out, SUMMARY_FILE))
-    ray.data.DataContext.get_current().enable_progress_bars = False  # rank 0's step bar says it all
     t0 = time.perf_counter()
     try:
         result = trainer.fit()
