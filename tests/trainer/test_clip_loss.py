@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 import torch.multiprocessing as mp
-import torch.nn.functional as F  # noqa: N812 - PyTorch's own spelling
+import torch.nn.functional as F
 from ports import free_port
 
 from trainer.loss import ClipLoss, clip_loss

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - PyTorch's own spelling
+import torch.nn.functional as F
 from torch import nn
 
 from trainer.config import ModelConfig, get_config

@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - PyTorch's own spelling
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
