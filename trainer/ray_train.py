@@ -339,6 +339,8 @@ def train_loop_per_worker(config: dict) -> None:
                     window = {"samples": 0, "time": 0.0, "wait": 0.0}
             if step % cfg.checkpoint_every == 0:
                 save(epoch)
+            if step == config.get("fail_at_step") and rank == world - 1:
+                _fail_once(cfg.out)
         if stop:
             break
         batcher.drain()  # the epoch's tail; its skip counts are final now, and the next epoch starts at row 0
@@ -358,6 +360,16 @@ def train_loop_per_worker(config: dict) -> None:
     if rank == 0:
         log.flush()
         storage.write_json(run_path(cfg.out, SUMMARY_FILE), summary)
+
+
+def _fail_once(out: str) -> None:
+    """Test hook (WIT_TRAIN_FAIL_AT_STEP=N in the driver's environment): the last worker dies at step N, once per
+    run folder, as a killed worker would; FailureConfig decides what happens next."""
+    marker = run_path(out, ".failed_once")
+    if not storage.exists(marker):
+        storage.write_bytes(marker, b"")
+        time.sleep(5)  # let the controller register the last checkpoint first (it polls the workers)
+        os._exit(1)
 
 
 # --- the driver --------------------------------------------------------------------------------------------------
@@ -418,7 +430,8 @@ def train(cfg: TrainConfig) -> dict:
         resources["GPU"] = cfg.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "plan": info, "resume_from": resume_from},
+        train_loop_config={"cfg": cfg.to_dict(), "plan": info, "resume_from": resume_from,
+                           "fail_at_step": int(os.environ.get("WIT_TRAIN_FAIL_AT_STEP", "0")) or None},
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
                                                resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),

@@ -76,6 +76,21 @@ def test_a_run_stopped_mid_epoch_and_resumed_repeats_the_uninterrupted_loss_curv
     assert rest["skipped"] == summary["skipped"] and rest["tail"] == summary["tail"]
 
 
+@pytest.mark.slow
+def test_a_killed_worker_restarts_from_the_last_checkpoint_with_the_same_curve(full_run, shards, tmp_path,
+                                                                              monkeypatch):
+    out, summary = full_run
+    expected = [(r["step"], r["loss"]) for r in metrics(out)]
+    monkeypatch.setenv("WIT_TRAIN_FAIL_AT_STEP", "3")  # worker 1 exits at step 3, after the checkpoint at step 2
+    run = tmp_path / "killed"
+    got = ray_train.train(config(shards, run, max_failures=1))
+    assert (run / ".failed_once").exists() and got["steps"] == summary["steps"]
+    assert got["steps_this_run"] == summary["steps"] - 2  # the restarted group went on from step 2
+    losses = [(r["step"], r["loss"]) for r in metrics(run)]
+    assert [s for s, _ in losses] == [s for s, _ in expected]
+    assert all(a == pytest.approx(b, abs=1e-6) for (_, a), (_, b) in zip(losses, expected))
+
+
 def test_bad_inputs_give_one_clear_line(shards, tmp_path, full_run):
     out, _ = full_run
     with pytest.raises(WitError, match="unknown model 'ViT-Q/99'"):
