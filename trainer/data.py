@@ -314,14 +314,14 @@ class Batcher:
 # --- Ray Data --------------------------------------------------------------------------------------------------
 
 def ray_dataset(shards: Shards, image_size: int, tokenizer_path: str | None = None, context_length: int = 77,
-                batch_rows: int = 64):
+                batch_rows: int = 64, filesystem=None):
     """A Ray Data dataset of stage-1 rows over `shards` (read_webdataset with its decoder off, then
-    `prepare_batch` in parallel tasks). Iterate with preserve_order for a deterministic stream (ray_train does)."""
+    `prepare_batch` in parallel tasks). Iterate with preserve_order for a deterministic stream (ray_train does).
+    `filesystem` overrides the one storage resolves (e.g. one that carries credentials to Ray's tasks)."""
     import ray
 
-    fs, first = storage.filesystem(shards.urls[0])
+    fs = filesystem or storage.filesystem(shards.urls[0])[0]
     paths = [storage.filesystem(u)[1] for u in shards.urls]
-    del first
     ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, override_num_blocks=len(paths))
     return ds.map_batches(prepare_batch, batch_format="pyarrow", batch_size=batch_rows,
                           fn_kwargs={"image_size": image_size, "tokenizer_path": tokenizer_path,

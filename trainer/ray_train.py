@@ -374,10 +374,23 @@ def _fail_once(out: str) -> None:
 
 # --- the driver --------------------------------------------------------------------------------------------------
 
+def portable_filesystem(uri: str):
+    """storage.filesystem(uri), with this process's S3 credentials written into the filesystem object itself, so Ray
+    actors and tasks started without them (Train's controller, Ray Data's readers) reach the same storage."""
+    fs, path = storage.filesystem(uri)
+    if storage.is_s3(uri) and os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        rebuild, (kwargs,) = fs.__reduce__()
+        kwargs = {**kwargs, "access_key": os.environ["AWS_ACCESS_KEY_ID"],
+                  "secret_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+                  "session_token": os.environ.get("AWS_SESSION_TOKEN")}
+        fs = rebuild(kwargs)
+    return fs, path
+
+
 def _storage_args(out: str) -> dict:
     out = out.rstrip("/")
     if storage.is_s3(out):
-        fs, path = storage.filesystem(out)
+        fs, path = portable_filesystem(out)
         parent, name = path.rsplit("/", 1)
         return {"name": name, "storage_path": parent, "storage_filesystem": fs}
     path = Path(out).resolve()
@@ -423,7 +436,8 @@ def train(cfg: TrainConfig) -> dict:
     from ray.train.torch import TorchConfig, TorchTrainer
 
     ray.data.DataContext.get_current().enable_progress_bars = False  # rank 0's step bar says it all
-    ds = tdata.ray_dataset(tdata.resolve_shards(cfg.data), info["image_size"], cfg.tokenizer, info["context_length"])
+    ds = tdata.ray_dataset(tdata.resolve_shards(cfg.data), info["image_size"], cfg.tokenizer, info["context_length"],
+                           filesystem=portable_filesystem(cfg.data)[0] if storage.is_s3(cfg.data) else None)
     use_gpu = cfg.gpus_per_worker > 0
     resources = {"CPU": cfg.cpus_per_worker}
     if use_gpu:
@@ -438,6 +452,7 @@ def train(cfg: TrainConfig) -> dict:
         run_config=ray.train.RunConfig(
             **_storage_args(cfg.out),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
+            worker_runtime_env={"env_vars": storage.s3_env_vars()},  # workers write metrics to an s3:// RUN too
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": ds},
         dataset_config=ray.train.DataConfig(

@@ -127,3 +127,21 @@ def test_bad_inputs_give_one_clear_line(shards, tmp_path, full_run):
     (copy / newest.rsplit("/", 1)[-1] / "state.pt").unlink()
     with pytest.raises(WitError, match="has no state.pt"):
         ray_train.prepare_run(config(shards, copy, resume=True))
+
+
+@pytest.mark.slow
+def test_shards_and_run_folder_on_s3(shards, s3_env, ray_session):  # noqa: F811 - session fixture
+    from wit_builder import storage
+
+    data = f"s3://{s3_env.bucket}/train/shards"
+    for f in sorted(shards.iterdir()):
+        storage.write_bytes(f"{data}/{f.name}", f.read_bytes())
+    out = f"s3://{s3_env.bucket}/train/run"
+    summary = ray_train.train(config(data, out, workers=1, batch_size=4, epochs=1, max_steps=3))
+    assert summary["steps"] == 3
+    lines = storage.read_bytes(f"{out}/metrics.jsonl").decode().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
+    [(step, newest)] = ray_train.checkpoint_dirs(out)[-1:]
+    assert step == 3 and ray_train.load_state(newest)["step"] == 3
+    resumed = ray_train.train(config(data, out, workers=1, batch_size=4, epochs=1, max_steps=4, resume=True))
+    assert resumed["steps"] == 4 and resumed["steps_this_run"] == 1
