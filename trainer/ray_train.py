@@ -116,6 +116,9 @@ def plan(cfg: TrainConfig) -> dict:
     samples = shards.num_samples
     if samples is None:
         samples = sum(count_samples(u) for u in shards.urls)
+    if samples == 0:
+        raise WitError(f"--data {cfg.data} holds no samples ({len(shards.urls)} empty shard(s); did every download "
+                       "fail?): check the build's accounting with `wit sql`")
     steps_per_epoch = (samples // cfg.workers) // cfg.local_batch
     if steps_per_epoch < 1:
         raise WitError(f"--batch-size {cfg.batch_size} exceeds the {samples} samples of {cfg.data}: lower it")
@@ -259,6 +262,8 @@ def train_loop_per_worker(config: dict) -> None:
         step, start_epoch = int(state["step"]), int(state["epoch"])
         skip_rows = int(state["position"][rank])
         torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda"):
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     loss_fn = ClipLoss()
 
     log = MetricsLog(cfg.out, step) if rank == 0 else None
@@ -296,7 +301,9 @@ def train_loop_per_worker(config: dict) -> None:
             payload = {"model": inner.state_dict(), "optimizer": optimizer.state_dict(),
                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else {},
                        "step": step, "epoch": epoch, "position": positions, "skipped": skipped, "tail": tail,
-                       "rng": {"torch": torch.get_rng_state()}, "config": cfg.to_dict()}
+                       "rng": {"torch": torch.get_rng_state(),
+                               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
+                       "config": cfg.to_dict()}
             torch.save(payload, os.path.join(d, STATE_FILE))
             log.flush()
             ray.train.report({"step": step, "epoch": epoch}, checkpoint=ray.train.Checkpoint.from_directory(d),
@@ -424,6 +431,18 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict, str | None]:
     return cfg, info, resume_from
 
 
+def check_resources(cfg: TrainConfig, cluster: dict) -> None:
+    """Refuse worker reservations that leave Ray Data no CPU to decode with (the run would wait for ever)."""
+    cpus, gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
+    if cfg.gpus_per_worker and cfg.workers * cfg.gpus_per_worker > gpus:
+        raise WitError(f"--workers {cfg.workers} x --gpus-per-worker {cfg.gpus_per_worker:g} needs "
+                       f"{cfg.workers * cfg.gpus_per_worker:g} GPUs; the Ray cluster has {gpus:g}")
+    if cpus - cfg.workers * cfg.cpus_per_worker < 1:
+        raise WitError(f"--workers {cfg.workers} x --cpus-per-worker {cfg.cpus_per_worker:g} leave less than one of "
+                       f"the cluster's {cpus:g} CPUs for Ray Data's decoding: lower --cpus-per-worker (e.g. "
+                       f"{max(0.1, (cpus - 1) / cfg.workers):.2g}) or --workers")
+
+
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) training; returns the summary (steps, samples, final loss, samples/s, data-wait fraction,
     skipped samples by reason, tail rows, wall time)."""
@@ -431,10 +450,12 @@ def train(cfg: TrainConfig) -> dict:
     from pipelines import ray_env
 
     ray_env.init_local()
+    import ray
     import ray.data
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    check_resources(cfg, ray.cluster_resources())
     ray.data.DataContext.get_current().enable_progress_bars = False  # rank 0's step bar says it all
     ds = tdata.ray_dataset(tdata.resolve_shards(cfg.data), info["image_size"], cfg.tokenizer, info["context_length"],
                            filesystem=portable_filesystem(cfg.data)[0] if storage.is_s3(cfg.data) else None)

@@ -145,3 +145,24 @@ def test_shards_and_run_folder_on_s3(shards, s3_env, ray_session):  # noqa: F811
     assert step == 3 and ray_train.load_state(newest)["step"] == 3
     resumed = ray_train.train(config(data, out, workers=1, batch_size=4, epochs=1, max_steps=4, resume=True))
     assert resumed["steps"] == 4 and resumed["steps_this_run"] == 1
+
+
+def test_worker_reservations_must_leave_a_cpu_for_decoding(shards, tmp_path):
+    ray_train.check_resources(config(shards, tmp_path), {"CPU": 2})  # 2 x 0.5 leaves 1
+    with pytest.raises(WitError, match="lower --cpus-per-worker"):
+        ray_train.check_resources(config(shards, tmp_path, cpus_per_worker=1), {"CPU": 2})
+    with pytest.raises(WitError, match="needs 2 GPUs; the Ray cluster has 0"):
+        ray_train.check_resources(config(shards, tmp_path, gpus_per_worker=1), {"CPU": 16})
+
+
+def test_shards_with_no_samples_say_so(tmp_path):
+    import tarfile
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    with tarfile.open(folder / "00000.tar", "w") as tar:
+        (tmp_path / "k.jpg").write_bytes(b"x")
+        tar.add(tmp_path / "k.jpg", arcname="k.jpg")
+    (folder / "sizes.json").write_text('{"00000.tar": 0}')
+    with pytest.raises(WitError, match="holds no samples"):
+        ray_train.prepare_run(config(folder, tmp_path / "r"))
