@@ -51,6 +51,15 @@ def test_logit_scale_is_clamped_after_the_step():
     assert model.logit_scale.item() <= MAX_LOGIT_SCALE and out["logit_scale"] <= 100.0
 
 
+def test_wrapped_models_are_clamped_too():
+    from trainer.loop import _unwrap
+
+    model, opt, sched, batch = setup()
+    wrapped = torch.nn.Module()
+    wrapped.module = model  # as DDP holds it
+    assert _unwrap(wrapped) is model and _unwrap(model) is model
+
+
 def test_gradient_clipping_reports_the_norm_and_bounds_the_update():
     model, opt, sched, batch = setup()
     out = train_step(model, batch, opt, None, ClipLoss(), grad_clip=1e-3)
