@@ -136,6 +136,12 @@ def test_shards_and_run_folder_on_s3(shards, s3_env, ray_session):  # noqa: F811
     data = f"s3://{s3_env.bucket}/train/shards"
     for f in sorted(shards.iterdir()):
         storage.write_bytes(f"{data}/{f.name}", f.read_bytes())
+    from test_data import rows_of
+
+    from trainer import data as tdata
+
+    plain = rows_of(tdata.iter_plain(tdata.resolve_shards(data), image_size=16))  # the plain reader reads S3 too
+    assert len(plain) == 36 and sum(1 for r in plain if r["reason"]) == 4
     out = f"s3://{s3_env.bucket}/train/run"
     summary = ray_train.train(config(data, out, workers=1, batch_size=4, epochs=1, max_steps=3))
     assert summary["steps"] == 3
