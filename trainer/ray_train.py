@@ -405,8 +405,8 @@ def _storage_args(out: str) -> dict:
 
 
 def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict, str | None]:
-    """Check the inputs and the run folder; write RUN/config.json (new run) or check it (resume). Returns the config
-    (with `out` absolute), the plan and the checkpoint to resume from (None: from the start)."""
+    """Check the inputs and the run folder (RUN/config.json of a resumed run must match). Returns the config (with
+    `out` absolute), the plan and the checkpoint to resume from (None: from the start). Writes nothing."""
     if not storage.is_s3(cfg.out):
         cfg = cfg.replace(out=str(Path(cfg.out).resolve()))
     info = plan(cfg)
@@ -427,7 +427,6 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict, str | None]:
     else:
         if storage.exists(config_uri) or checkpoint_dirs(cfg.out):
             raise WitError(f"{cfg.out} already holds a run: pass --resume to continue it, or choose a new --out")
-        storage.write_json(config_uri, {"config": cfg.to_dict(), "plan": info})
     return cfg, info, resume_from
 
 
@@ -456,6 +455,8 @@ def train(cfg: TrainConfig) -> dict:
     from ray.train.torch import TorchConfig, TorchTrainer
 
     check_resources(cfg, ray.cluster_resources())
+    if not cfg.resume:
+        storage.write_json(run_path(cfg.out, "config.json"), {"config": cfg.to_dict(), "plan": info})
     ray.data.DataContext.get_current().enable_progress_bars = False  # rank 0's step bar says it all
     ds = tdata.ray_dataset(tdata.resolve_shards(cfg.data), info["image_size"], cfg.tokenizer, info["context_length"],
                            filesystem=portable_filesystem(cfg.data)[0] if storage.is_s3(cfg.data) else None)
