@@ -30,48 +30,123 @@ HELP = "train CLIP on WebDataset shards with Ray Train: checkpoints, resume, met
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig(data="", model="", out="")
-    parser.add_argument("--data", metavar="DATA", required=True,
-                        help="a `wit build --out` folder, a folder of .tar shards, a brace pattern or one .tar")
+    parser.add_argument(
+        "--data",
+        metavar="DATA",
+        required=True,
+        help="a `wit build --out` folder, a folder of .tar shards, a brace pattern or one .tar",
+    )
     from trainer.config import MODELS
 
     parser.add_argument("--model", metavar="NAME", required=True, help=f"one of {', '.join(MODELS)}")
-    parser.add_argument("--out", metavar="RUN", required=True, help="run folder (local or s3://): config, metrics, checkpoints")
+    parser.add_argument(
+        "--out", metavar="RUN", required=True, help="run folder (local or s3://): config, metrics, checkpoints"
+    )
     parser.add_argument("--workers", metavar="N", type=int, default=d.workers, help="Ray Train workers (default 1)")
-    parser.add_argument("--gpus-per-worker", metavar="G", type=float, default=d.gpus_per_worker,
-                        help="GPUs per worker; 0 trains on CPU with gloo, otherwise nccl (default 0)")
-    parser.add_argument("--cpus-per-worker", metavar="C", type=float, default=d.cpus_per_worker,
-                        help="CPUs reserved per worker, the rest decode data (default 1)")
-    parser.add_argument("--epochs", metavar="E", type=int, default=d.epochs, help=f"passes over the shards (paper: {d.epochs})")
-    parser.add_argument("--batch-size", metavar="B", type=int, default=d.batch_size,
-                        help=f"GLOBAL batch, all workers together (paper: {d.batch_size:,})")
+    parser.add_argument(
+        "--gpus-per-worker",
+        metavar="G",
+        type=float,
+        default=d.gpus_per_worker,
+        help="GPUs per worker; 0 trains on CPU with gloo, otherwise nccl (default 0)",
+    )
+    parser.add_argument(
+        "--cpus-per-worker",
+        metavar="C",
+        type=float,
+        default=d.cpus_per_worker,
+        help="CPUs reserved per worker, the rest decode data (default 1)",
+    )
+    parser.add_argument(
+        "--epochs", metavar="E", type=int, default=d.epochs, help=f"passes over the shards (paper: {d.epochs})"
+    )
+    parser.add_argument(
+        "--batch-size",
+        metavar="B",
+        type=int,
+        default=d.batch_size,
+        help=f"GLOBAL batch, all workers together (paper: {d.batch_size:,})",
+    )
     parser.add_argument("--lr", metavar="LR", type=float, default=None, help="peak learning rate (paper: 5e-4)")
-    parser.add_argument("--weight-decay", metavar="WD", type=float, default=None, help="AdamW weight decay (paper: 0.2)")
-    parser.add_argument("--warmup", metavar="STEPS", type=int, default=d.warmup, help=f"linear warm-up steps (paper: {d.warmup:,})")
-    parser.add_argument("--grad-clip", metavar="NORM", type=float, default=None, help="clip the gradient norm to this (default off)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
-                        help="auto: fp32 on CPU, bf16 on GPUs that have it, else fp16 with a grad scaler")
-    parser.add_argument("--checkpoint-every", metavar="STEPS", type=int, default=d.checkpoint_every,
-                        help=f"steps between checkpoints (default {d.checkpoint_every}; one more at the end)")
-    parser.add_argument("--log-every", metavar="STEPS", type=int, default=d.log_every, help="steps between metrics lines (default 1)")
-    parser.add_argument("--shuffle-buffer", metavar="ROWS", type=int, default=d.shuffle_buffer,
-                        help=f"rows in each worker's shuffle buffer; 0 keeps shard order (default {d.shuffle_buffer})")
-    parser.add_argument("--tokenizer", metavar="FILE", default=None, help="BPE merges file (default: OpenAI's CLIP vocabulary)")
-    parser.add_argument("--max-steps", metavar="STEPS", type=int, default=None,
-                        help="stop after this many steps in all (the schedule still spans --epochs)")
-    parser.add_argument("--max-failures", metavar="N", type=int, default=d.max_failures,
-                        help="worker failures to recover from by restarting at the last checkpoint (default 0)")
+    parser.add_argument(
+        "--weight-decay", metavar="WD", type=float, default=None, help="AdamW weight decay (paper: 0.2)"
+    )
+    parser.add_argument(
+        "--warmup", metavar="STEPS", type=int, default=d.warmup, help=f"linear warm-up steps (paper: {d.warmup:,})"
+    )
+    parser.add_argument(
+        "--grad-clip", metavar="NORM", type=float, default=None, help="clip the gradient norm to this (default off)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default=d.precision,
+        help="auto: fp32 on CPU, bf16 on GPUs that have it, else fp16 with a grad scaler",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        metavar="STEPS",
+        type=int,
+        default=d.checkpoint_every,
+        help=f"steps between checkpoints (default {d.checkpoint_every}; one more at the end)",
+    )
+    parser.add_argument(
+        "--log-every", metavar="STEPS", type=int, default=d.log_every, help="steps between metrics lines (default 1)"
+    )
+    parser.add_argument(
+        "--shuffle-buffer",
+        metavar="ROWS",
+        type=int,
+        default=d.shuffle_buffer,
+        help=f"rows in each worker's shuffle buffer; 0 keeps shard order (default {d.shuffle_buffer})",
+    )
+    parser.add_argument(
+        "--tokenizer", metavar="FILE", default=None, help="BPE merges file (default: OpenAI's CLIP vocabulary)"
+    )
+    parser.add_argument(
+        "--max-steps",
+        metavar="STEPS",
+        type=int,
+        default=None,
+        help="stop after this many steps in all (the schedule still spans --epochs)",
+    )
+    parser.add_argument(
+        "--max-failures",
+        metavar="N",
+        type=int,
+        default=d.max_failures,
+        help="worker failures to recover from by restarting at the last checkpoint (default 0)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    parser.add_argument("--seed", metavar="S", type=int, default=d.seed, help="seed of the initialisation, shuffle and crops")
+    parser.add_argument(
+        "--seed", metavar="S", type=int, default=d.seed, help="seed of the initialisation, shuffle and crops"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(data=args.data, model=args.model, out=args.out, workers=args.workers,
-                       gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                       epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                       warmup=args.warmup, grad_clip=args.grad_clip, precision=args.precision,
-                       checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                       shuffle_buffer=args.shuffle_buffer, seed=args.seed, tokenizer=args.tokenizer,
-                       max_steps=args.max_steps, max_failures=args.max_failures, resume=args.resume)
+    return TrainConfig(
+        data=args.data,
+        model=args.model,
+        out=args.out,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+        cpus_per_worker=args.cpus_per_worker,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup=args.warmup,
+        grad_clip=args.grad_clip,
+        precision=args.precision,
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        shuffle_buffer=args.shuffle_buffer,
+        seed=args.seed,
+        tokenizer=args.tokenizer,
+        max_steps=args.max_steps,
+        max_failures=args.max_failures,
+        resume=args.resume,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

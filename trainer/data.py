@@ -76,16 +76,20 @@ def resolve_shards(data: str) -> Shards:
     from wit_builder import layout
 
     data = data.rstrip("/") if not data.endswith("://") else data
-    hint = ("give a `wit build --out` folder, a folder of WebDataset .tar shards, a brace pattern like "
-            "'shards/{00000..00009}.tar', or one .tar file")
+    hint = (
+        "give a `wit build --out` folder, a folder of WebDataset .tar shards, a brace pattern like "
+        "'shards/{00000..00009}.tar', or one .tar file"
+    )
     if "{" in data:
         import braceexpand
 
         urls = tuple(braceexpand.braceexpand(data))
         missing = [u for u in urls if not storage.exists(u)]
         if missing:
-            raise WitError(f"--data {data}: {len(missing)} of {len(urls)} shards do not exist "
-                           f"(first: {missing[0]}): check the pattern")
+            raise WitError(
+                f"--data {data}: {len(missing)} of {len(urls)} shards do not exist "
+                f"(first: {missing[0]}): check the pattern"
+            )
         return Shards(urls, _sizes_near(urls[0]), data)
     if data.endswith(".tar"):
         if not storage.exists(data):
@@ -98,8 +102,10 @@ def resolve_shards(data: str) -> Shards:
             return Shards(urls, folder.read_sizes(), data)
         unfinished = folder.unfinished_shards()
         if unfinished:
-            raise WitError(f"--data {data}: the build's {len(unfinished)} shard(s) under {folder.shards} did not "
-                           "finish: rerun the same `wit build` to finish them")
+            raise WitError(
+                f"--data {data}: the build's {len(unfinished)} shard(s) under {folder.shards} did not "
+                "finish: rerun the same `wit build` to finish them"
+            )
         if storage.listdir(folder.shards, ".tar"):  # shards/ of .tar made elsewhere, no stats files
             urls = tuple(storage.listdir(folder.shards, ".tar"))
             return Shards(urls, _sizes_near(urls[0]), data)
@@ -128,6 +134,7 @@ def _sizes_near(url: str) -> dict[str, int] | None:
 
 # --- stage 1: decode, resize, tokenise (pure functions of the sample) -------------------------------------------
 
+
 def padded_width(image_size: int) -> int:
     return math.ceil(image_size * MAX_ASPECT)
 
@@ -150,8 +157,11 @@ def decode_image(data: bytes, image_size: int) -> tuple[np.ndarray, int, bool]:
         if min(w, h) < 1:
             raise ValueError("empty image")
         scale = image_size / min(w, h)
-        size = (image_size, max(image_size, round(h * scale))) if w <= h else (max(image_size, round(w * scale)),
-                                                                                image_size)
+        size = (
+            (image_size, max(image_size, round(h * scale)))
+            if w <= h
+            else (max(image_size, round(w * scale)), image_size)
+        )
         arr = np.asarray(im.resize(size, Image.BICUBIC))
     transposed = arr.shape[0] > arr.shape[1]
     if transposed:
@@ -160,7 +170,7 @@ def decode_image(data: bytes, image_size: int) -> tuple[np.ndarray, int, bool]:
     width = min(arr.shape[1], cap)
     start = (arr.shape[1] - width) // 2
     out = np.zeros((image_size, cap, 3), dtype=np.uint8)
-    out[:, :width] = arr[:image_size, start:start + width]
+    out[:, :width] = arr[:image_size, start : start + width]
     return out, width, transposed
 
 
@@ -172,8 +182,9 @@ def _as_bytes(value) -> bytes | None:
     return bytes(value)
 
 
-def prepare_rows(rows: Iterable[dict], image_size: int, tokenizer_path: str | None = None,
-                 context_length: int = 77) -> dict[str, np.ndarray]:
+def prepare_rows(
+    rows: Iterable[dict], image_size: int, tokenizer_path: str | None = None, context_length: int = 77
+) -> dict[str, np.ndarray]:
     """Stage 1 over raw WebDataset rows ({"__key__", "jpg", "txt", ...}, members as bytes): a column batch with key,
     reason ("" for a good row), image [n, S, W, 3] uint8, width, transposed and tokens [n, context] int64."""
     rows = list(rows)
@@ -187,8 +198,9 @@ def prepare_rows(rows: Iterable[dict], image_size: int, tokenizer_path: str | No
         image = next((_as_bytes(row.get(s)) for s in IMAGE_SUFFIXES if row.get(s) is not None), None)
         text = _as_bytes(row.get(TEXT_SUFFIX))
         caption = text.decode("utf-8", errors="replace").strip() if text is not None else ""
-        reason = ("no_image" if image is None else "no_caption" if text is None
-                  else "empty_caption" if not caption else "")
+        reason = (
+            "no_image" if image is None else "no_caption" if text is None else "empty_caption" if not caption else ""
+        )
         if not reason:
             try:
                 images[i], widths[i], transposed[i] = decode_image(image, image_size)
@@ -196,20 +208,29 @@ def prepare_rows(rows: Iterable[dict], image_size: int, tokenizer_path: str | No
                 reason = "bad_image"
         reasons.append(reason)
         captions.append(caption if not reason else "")
-    tokens = _tokenizer(tokenizer_path, context_length).tokenize(captions) if n else np.zeros((0, context_length),
-                                                                                             np.int64)
-    return {"key": np.array(keys, dtype=object), "reason": np.array(reasons, dtype=object), "image": images,
-            "width": widths, "transposed": transposed, "tokens": tokens}
+    tokens = (
+        _tokenizer(tokenizer_path, context_length).tokenize(captions) if n else np.zeros((0, context_length), np.int64)
+    )
+    return {
+        "key": np.array(keys, dtype=object),
+        "reason": np.array(reasons, dtype=object),
+        "image": images,
+        "width": widths,
+        "transposed": transposed,
+        "tokens": tokens,
+    }
 
 
-def prepare_batch(batch, image_size: int, tokenizer_path: str | None = None,
-                  context_length: int = 77) -> dict[str, np.ndarray]:
+def prepare_batch(
+    batch, image_size: int, tokenizer_path: str | None = None, context_length: int = 77
+) -> dict[str, np.ndarray]:
     """Ray Data's map_batches function: a pyarrow batch from read_webdataset (decoder off; a member a sample lacks is
     null) -> `prepare_rows`."""
     return prepare_rows(batch.to_pylist(), image_size, tokenizer_path, context_length)
 
 
 # --- stage 2: on the training worker ------------------------------------------------------------------------------
+
 
 def crop_offset(seed: int, epoch: int, key: str, room: int) -> int:
     """The random crop's offset in [0, room], a pure function of (seed, epoch, key)."""
@@ -219,22 +240,26 @@ def crop_offset(seed: int, epoch: int, key: str, room: int) -> int:
     return int.from_bytes(digest, "little") % (room + 1)
 
 
-def collate(rows: dict[str, np.ndarray], image_size: int, seed: int, epoch: int,
-            train: bool = True) -> dict[str, torch.Tensor]:
+def collate(
+    rows: dict[str, np.ndarray], image_size: int, seed: int, epoch: int, train: bool = True
+) -> dict[str, torch.Tensor]:
     """Good rows of a stage-1 batch -> {"images": float32 [B, 3, S, S] normalised, "tokens": int64 [B, ctx], "keys"}:
     a random square crop along the longer side (train) or the center one (eval)."""
     crops = []
     for img, width, flip, key in zip(rows["image"], rows["width"], rows["transposed"], rows["key"]):
         room = int(width) - image_size
         off = crop_offset(seed, epoch, str(key), room) if train else max(0, room) // 2
-        crop = img[:, off:off + image_size]
+        crop = img[:, off : off + image_size]
         crops.append(crop.transpose(1, 0, 2) if flip else crop)
     x = torch.from_numpy(np.stack(crops)) if crops else torch.zeros((0, image_size, image_size, 3), dtype=torch.uint8)
     x = x.permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(MEAN).view(1, 3, 1, 1)
     std = torch.tensor(STD).view(1, 3, 1, 1)
-    return {"images": ((x - mean) / std).contiguous(), "tokens": torch.as_tensor(np.asarray(rows["tokens"])),
-            "keys": [str(k) for k in rows["key"]]}
+    return {
+        "images": ((x - mean) / std).contiguous(),
+        "tokens": torch.as_tensor(np.asarray(rows["tokens"])),
+        "keys": [str(k) for k in rows["key"]],
+    }
 
 
 @dataclass
@@ -277,8 +302,9 @@ class Batcher:
             if reason:
                 self._corrupt.append((index, str(reason)))
             else:
-                self._pending.append((index, {k: batch[k][i] for k in ("key", "image", "width", "transposed",
-                                                                          "tokens")}))
+                self._pending.append(
+                    (index, {k: batch[k][i] for k in ("key", "image", "width", "transposed", "tokens")})
+                )
 
     def has_full_batch(self) -> bool:
         """Pull from the stream until a full local batch is pending or the stream ends."""
@@ -293,12 +319,14 @@ class Batcher:
 
     def take(self) -> dict[str, np.ndarray]:
         """The next full local batch (call after has_full_batch() is True), as stage-1 columns."""
-        taken, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size:]
+        taken, self._pending = self._pending[: self.batch_size], self._pending[self.batch_size :]
         self._advance(taken[-1][0] + 1)
         self.counts.trained += len(taken)
         rows = [r for _, r in taken]
-        return {k: np.array([r["key"] for r in rows], dtype=object) if k == "key" else np.stack([r[k] for r in rows])
-                for k in rows[0]}
+        return {
+            k: np.array([r["key"] for r in rows], dtype=object) if k == "key" else np.stack([r[k] for r in rows])
+            for k in rows[0]
+        }
 
     def drain(self) -> int:
         """End of the epoch for this worker: consume what is left; returns the tail (good rows not trained on)."""
@@ -312,8 +340,15 @@ class Batcher:
 
 # --- Ray Data --------------------------------------------------------------------------------------------------
 
-def ray_dataset(shards: Shards, image_size: int, tokenizer_path: str | None = None, context_length: int = 77,
-                batch_rows: int = 64, filesystem=None):
+
+def ray_dataset(
+    shards: Shards,
+    image_size: int,
+    tokenizer_path: str | None = None,
+    context_length: int = 77,
+    batch_rows: int = 64,
+    filesystem=None,
+):
     """A Ray Data dataset of stage-1 rows over `shards` (read_webdataset with its decoder off, then
     `prepare_batch` in parallel tasks). Iterate with preserve_order for a deterministic stream (ray_train does).
     `filesystem` overrides the one storage resolves (e.g. one that carries credentials to Ray's tasks)."""
@@ -322,9 +357,12 @@ def ray_dataset(shards: Shards, image_size: int, tokenizer_path: str | None = No
     fs = filesystem or storage.filesystem(shards.urls[0])[0]
     paths = [storage.filesystem(u)[1] for u in shards.urls]
     ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, override_num_blocks=len(paths))
-    return ds.map_batches(prepare_batch, batch_format="pyarrow", batch_size=batch_rows,
-                          fn_kwargs={"image_size": image_size, "tokenizer_path": tokenizer_path,
-                                     "context_length": context_length})
+    return ds.map_batches(
+        prepare_batch,
+        batch_format="pyarrow",
+        batch_size=batch_rows,
+        fn_kwargs={"image_size": image_size, "tokenizer_path": tokenizer_path, "context_length": context_length},
+    )
 
 
 def iter_stream(ds_iterator, shuffle_buffer: int, seed: int, epoch: int, batch_rows: int = 64) -> Iterator[dict]:
@@ -337,8 +375,10 @@ def iter_stream(ds_iterator, shuffle_buffer: int, seed: int, epoch: int, batch_r
 
 # --- the plain reader -------------------------------------------------------------------------------------------
 
-def iter_plain(shards: Shards, image_size: int, tokenizer_path: str | None = None, context_length: int = 77,
-               batch_rows: int = 64) -> Iterator[dict]:
+
+def iter_plain(
+    shards: Shards, image_size: int, tokenizer_path: str | None = None, context_length: int = 77, batch_rows: int = 64
+) -> Iterator[dict]:
     """The same stage-1 column batches in one process with the `webdataset` library (tests, overhead baseline):
     every shard in order (local or s3://, opened through wit_builder.storage), every sample once, corrupt samples
     flagged as in Ray Data."""

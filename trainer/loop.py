@@ -61,9 +61,17 @@ def _unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
-def train_step(model: nn.Module, batch: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer,
-               scheduler: Any, loss_fn, *, precision: Precision | None = None,
-               scaler: torch.amp.GradScaler | None = None, grad_clip: float | None = None) -> dict[str, float]:
+def train_step(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loss_fn,
+    *,
+    precision: Precision | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    grad_clip: float | None = None,
+) -> dict[str, float]:
     """Forward, contrastive loss, backward, (clip), optimiser and scheduler step, logit-scale clamp.
 
     `batch` holds "images" [B, 3, S, S] and "tokens" [B, ctx] on the model's device. Returns this worker's metrics:

@@ -36,11 +36,11 @@ from wit_builder.errors import WitError
 STATE_FILE = "state.pt"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_PREFIX = "checkpoint_step_"
-METRIC_FIELDS = ("step", "epoch", "samples_seen", "loss", "lr", "logit_scale", "samples_per_s",
-                 "data_wait_fraction")
+METRIC_FIELDS = ("step", "epoch", "samples_seen", "loss", "lr", "logit_scale", "samples_per_s", "data_wait_fraction")
 
 
 # --- the run folder --------------------------------------------------------------------------------------------
+
 
 def run_path(out: str, *parts: str) -> str:
     return "/".join((out.rstrip("/"), *parts))
@@ -67,18 +67,23 @@ def load_state(checkpoint_dir: str) -> dict:
 
     uri = run_path(checkpoint_dir, STATE_FILE)
     if not storage.exists(uri):
-        raise WitError(f"checkpoint {checkpoint_dir} has no {STATE_FILE}: it is incomplete; delete that folder to "
-                       "resume from the one before, or start a new --out")
+        raise WitError(
+            f"checkpoint {checkpoint_dir} has no {STATE_FILE}: it is incomplete; delete that folder to "
+            "resume from the one before, or start a new --out"
+        )
     try:
         import io
 
         state = torch.load(io.BytesIO(storage.read_bytes(uri)), map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - truncated zip, bad pickle, wrong format: all mean the same to the user
-        raise WitError(f"checkpoint {uri} is truncated or not a wit checkpoint ({type(err).__name__}): delete "
-                       f"{checkpoint_dir} to resume from the one before, or start a new --out") from None
+        raise WitError(
+            f"checkpoint {uri} is truncated or not a wit checkpoint ({type(err).__name__}): delete "
+            f"{checkpoint_dir} to resume from the one before, or start a new --out"
+        ) from None
     if not isinstance(state, dict) or not {"model", "optimizer", "step", "position"} <= set(state):
-        raise WitError(f"checkpoint {uri} is not a wit training checkpoint (no model/optimizer/step/position): "
-                       "start a new --out")
+        raise WitError(
+            f"checkpoint {uri} is not a wit training checkpoint (no model/optimizer/step/position): start a new --out"
+        )
     return state
 
 
@@ -87,8 +92,10 @@ def _compare_configs(out: str, saved: dict, cfg: TrainConfig) -> None:
     diffs = [k for k in RESUME_KEYS if saved.get(k) != ours.get(k)]
     if diffs:
         shown = "; ".join(f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {ours.get(k)!r}" for k in diffs)
-        raise WitError(f"--resume: {out} was started with other settings ({shown}): rerun with the same settings, "
-                       "or start a new --out")
+        raise WitError(
+            f"--resume: {out} was started with other settings ({shown}): rerun with the same settings, "
+            "or start a new --out"
+        )
 
 
 def plan(cfg: TrainConfig) -> dict:
@@ -103,28 +110,39 @@ def plan(cfg: TrainConfig) -> dict:
     if cfg.workers < 1:
         raise WitError(f"--workers {cfg.workers}: give at least 1")
     if cfg.batch_size < cfg.workers or cfg.batch_size % cfg.workers:
-        raise WitError(f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of --workers "
-                       f"{cfg.workers}")
+        raise WitError(
+            f"--batch-size {cfg.batch_size} (the global batch) must be a multiple of --workers {cfg.workers}"
+        )
     if cfg.epochs < 1 or cfg.checkpoint_every < 1 or cfg.log_every < 1:
         raise WitError("--epochs, --checkpoint-every and --log-every must be at least 1")
     shards = tdata.resolve_shards(cfg.data)
     members = shard_members(shards.urls[0])
     if not any(s in tdata.IMAGE_SUFFIXES for s in members):
         found = ", ".join(f".{s}" for s in sorted(members)) or "nothing"
-        raise WitError(f"--data {cfg.data}: shard {shards.urls[0]} holds no images (members: {found}; the trainer "
-                       f"reads .{', .'.join(tdata.IMAGE_SUFFIXES)} with .txt captions): give shards of image-text pairs")
+        raise WitError(
+            f"--data {cfg.data}: shard {shards.urls[0]} holds no images (members: {found}; the trainer "
+            f"reads .{', .'.join(tdata.IMAGE_SUFFIXES)} with .txt captions): give shards of image-text pairs"
+        )
     samples = shards.num_samples
     if samples is None:
         samples = sum(count_samples(u) for u in shards.urls)
     if samples == 0:
-        raise WitError(f"--data {cfg.data} holds no samples ({len(shards.urls)} empty shard(s); did every download "
-                       "fail?): check the build's accounting with `wit sql`")
+        raise WitError(
+            f"--data {cfg.data} holds no samples ({len(shards.urls)} empty shard(s); did every download "
+            "fail?): check the build's accounting with `wit sql`"
+        )
     steps_per_epoch = (samples // cfg.workers) // cfg.local_batch
     if steps_per_epoch < 1:
         raise WitError(f"--batch-size {cfg.batch_size} exceeds the {samples} samples of {cfg.data}: lower it")
-    return {"shards": len(shards.urls), "samples": samples, "steps_per_epoch": steps_per_epoch,
-            "total_steps": steps_per_epoch * cfg.epochs, "image_size": model.vision.image_size,
-            "context_length": model.text.context_length, "family": model.family}
+    return {
+        "shards": len(shards.urls),
+        "samples": samples,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": steps_per_epoch * cfg.epochs,
+        "image_size": model.vision.image_size,
+        "context_length": model.text.context_length,
+        "family": model.family,
+    }
 
 
 def _tar_names(url: str) -> list[str]:
@@ -149,6 +167,7 @@ def count_samples(url: str) -> int:
 
 
 # --- metrics.jsonl -----------------------------------------------------------------------------------------------
+
 
 class MetricsLog:
     """RUN/metrics.jsonl: appended locally line by line; on s3:// kept in memory and written whole at each flush."""
@@ -181,6 +200,7 @@ class MetricsLog:
 
 
 # --- the worker --------------------------------------------------------------------------------------------------
+
 
 def _all_gather(obj, world: int) -> list:
     import torch.distributed as dist
@@ -271,8 +291,14 @@ def train_loop_per_worker(config: dict) -> None:
     if rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=min(info["total_steps"], cfg.max_steps or info["total_steps"]), initial=step, unit="step",
-                   desc="train", dynamic_ncols=True, mininterval=1.0)
+        bar = tqdm(
+            total=min(info["total_steps"], cfg.max_steps or info["total_steps"]),
+            initial=step,
+            unit="step",
+            desc="train",
+            dynamic_ncols=True,
+            mininterval=1.0,
+        )
     shard = ray.train.get_dataset_shard("train")
     # Corrupt rows counted by reason, all workers together: `base` holds the rows before the current epoch's
     # batcher started (earlier epochs, and a resumed epoch's rows before its position); each batcher counts its own.
@@ -298,16 +324,29 @@ def train_loop_per_worker(config: dict) -> None:
             ray.train.report({"step": step, "epoch": epoch}, checkpoint=None, checkpoint_dir_name=name)
             return
         with tempfile.TemporaryDirectory() as d:
-            payload = {"model": inner.state_dict(), "optimizer": optimizer.state_dict(),
-                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-                       "step": step, "epoch": epoch, "position": positions, "skipped": skipped, "tail": tail,
-                       "rng": {"torch": torch.get_rng_state(),
-                               "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else []},
-                       "config": cfg.to_dict()}
+            payload = {
+                "model": inner.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler else {},
+                "step": step,
+                "epoch": epoch,
+                "position": positions,
+                "skipped": skipped,
+                "tail": tail,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                },
+                "config": cfg.to_dict(),
+            }
             torch.save(payload, os.path.join(d, STATE_FILE))
             log.flush()
-            ray.train.report({"step": step, "epoch": epoch}, checkpoint=ray.train.Checkpoint.from_directory(d),
-                             checkpoint_dir_name=name)
+            ray.train.report(
+                {"step": step, "epoch": epoch},
+                checkpoint=ray.train.Checkpoint.from_directory(d),
+                checkpoint_dir_name=name,
+            )
 
     epoch, stop = start_epoch, False
     for epoch in range(start_epoch, cfg.epochs):
@@ -327,22 +366,41 @@ def train_loop_per_worker(config: dict) -> None:
                 images = images.contiguous(memory_format=torch.channels_last)
             tensors = {"images": images, "tokens": batch["tokens"].to(device, non_blocking=True)}
             t_data = time.perf_counter() - t0
-            metrics = train_step(model, tensors, optimizer, scheduler, loss_fn, precision=precision, scaler=scaler,
-                                 grad_clip=cfg.grad_clip)
+            metrics = train_step(
+                model,
+                tensors,
+                optimizer,
+                scheduler,
+                loss_fn,
+                precision=precision,
+                scaler=scaler,
+                grad_clip=cfg.grad_clip,
+            )
             step += 1
             last_loss = _mean_over_workers(metrics["loss"], world)
             dt = time.perf_counter() - t0
-            window = {"samples": window["samples"] + cfg.batch_size, "time": window["time"] + dt,
-                      "wait": window["wait"] + t_data}
+            window = {
+                "samples": window["samples"] + cfg.batch_size,
+                "time": window["time"] + dt,
+                "wait": window["wait"] + t_data,
+            }
             run_time, run_wait, run_samples = run_time + dt, run_wait + t_data, run_samples + cfg.batch_size
             if rank == 0:
                 bar.update(1)
                 bar.set_postfix(loss=f"{last_loss:.4f}", refresh=False)
                 if step % cfg.log_every == 0:
-                    log.write({"step": step, "epoch": epoch, "samples_seen": step * cfg.batch_size,
-                               "loss": last_loss, "lr": metrics["lr"], "logit_scale": metrics["logit_scale"],
-                               "samples_per_s": window["samples"] / max(window["time"], 1e-9),
-                               "data_wait_fraction": window["wait"] / max(window["time"], 1e-9)})
+                    log.write(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "samples_seen": step * cfg.batch_size,
+                            "loss": last_loss,
+                            "lr": metrics["lr"],
+                            "logit_scale": metrics["logit_scale"],
+                            "samples_per_s": window["samples"] / max(window["time"], 1e-9),
+                            "data_wait_fraction": window["wait"] / max(window["time"], 1e-9),
+                        }
+                    )
                     window = {"samples": 0, "time": 0.0, "wait": 0.0}
             if step % cfg.checkpoint_every == 0:
                 save(epoch)
@@ -360,10 +418,17 @@ def train_loop_per_worker(config: dict) -> None:
         save(epoch)  # the last state (mid-epoch when --max-steps stopped it)
     if bar is not None:
         bar.close()
-    summary = {"steps": step, "samples": step * cfg.batch_size, "steps_this_run": step - first_step,
-               "final_loss": last_loss, "samples_per_s_run": run_samples / max(run_time, 1e-9),
-               "data_wait_fraction_run": run_wait / max(run_time, 1e-9), "skipped": merged_skips(), "tail": tail,
-               "epochs_done": epoch}
+    summary = {
+        "steps": step,
+        "samples": step * cfg.batch_size,
+        "steps_this_run": step - first_step,
+        "final_loss": last_loss,
+        "samples_per_s_run": run_samples / max(run_time, 1e-9),
+        "data_wait_fraction_run": run_wait / max(run_time, 1e-9),
+        "skipped": merged_skips(),
+        "tail": tail,
+        "epochs_done": epoch,
+    }
     if rank == 0:
         log.flush()
         storage.write_json(run_path(cfg.out, SUMMARY_FILE), summary)
@@ -381,15 +446,19 @@ def _fail_once(out: str) -> None:
 
 # --- the driver --------------------------------------------------------------------------------------------------
 
+
 def portable_filesystem(uri: str):
     """storage.filesystem(uri), with this process's S3 credentials written into the filesystem object itself, so Ray
     actors and tasks started without them (Train's controller, Ray Data's readers) reach the same storage."""
     fs, path = storage.filesystem(uri)
     if storage.is_s3(uri) and os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
         rebuild, (kwargs,) = fs.__reduce__()
-        kwargs = {**kwargs, "access_key": os.environ["AWS_ACCESS_KEY_ID"],
-                  "secret_key": os.environ["AWS_SECRET_ACCESS_KEY"],
-                  "session_token": os.environ.get("AWS_SESSION_TOKEN")}
+        kwargs = {
+            **kwargs,
+            "access_key": os.environ["AWS_ACCESS_KEY_ID"],
+            "secret_key": os.environ["AWS_SECRET_ACCESS_KEY"],
+            "session_token": os.environ.get("AWS_SESSION_TOKEN"),
+        }
         fs = rebuild(kwargs)
     return fs, path
 
@@ -422,8 +491,10 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict, str | None]:
             resume_from = found[-1][1]
             state = load_state(resume_from)
             if state.get("config", {}).get("model") not in (None, cfg.model):
-                raise WitError(f"checkpoint {resume_from} holds model {state['config']['model']!r}, not "
-                               f"{cfg.model!r}: rerun with the same --model or start a new --out")
+                raise WitError(
+                    f"checkpoint {resume_from} holds model {state['config']['model']!r}, not "
+                    f"{cfg.model!r}: rerun with the same --model or start a new --out"
+                )
     else:
         if storage.exists(config_uri) or checkpoint_dirs(cfg.out):
             raise WitError(f"{cfg.out} already holds a run: pass --resume to continue it, or choose a new --out")
@@ -434,12 +505,16 @@ def check_resources(cfg: TrainConfig, cluster: dict) -> None:
     """Refuse worker reservations that leave Ray Data no CPU to decode with (the run would wait for ever)."""
     cpus, gpus = float(cluster.get("CPU", 0)), float(cluster.get("GPU", 0))
     if cfg.gpus_per_worker and cfg.workers * cfg.gpus_per_worker > gpus:
-        raise WitError(f"--workers {cfg.workers} x --gpus-per-worker {cfg.gpus_per_worker:g} needs "
-                       f"{cfg.workers * cfg.gpus_per_worker:g} GPUs; the Ray cluster has {gpus:g}")
+        raise WitError(
+            f"--workers {cfg.workers} x --gpus-per-worker {cfg.gpus_per_worker:g} needs "
+            f"{cfg.workers * cfg.gpus_per_worker:g} GPUs; the Ray cluster has {gpus:g}"
+        )
     if cpus - cfg.workers * cfg.cpus_per_worker < 1:
-        raise WitError(f"--workers {cfg.workers} x --cpus-per-worker {cfg.cpus_per_worker:g} leave less than one of "
-                       f"the cluster's {cpus:g} CPUs for Ray Data's decoding: lower --cpus-per-worker (e.g. "
-                       f"{max(0.1, (cpus - 1) / cfg.workers):.2g}) or --workers")
+        raise WitError(
+            f"--workers {cfg.workers} x --cpus-per-worker {cfg.cpus_per_worker:g} leave less than one of "
+            f"the cluster's {cpus:g} CPUs for Ray Data's decoding: lower --cpus-per-worker (e.g. "
+            f"{max(0.1, (cpus - 1) / cfg.workers):.2g}) or --workers"
+        )
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -458,27 +533,37 @@ def train(cfg: TrainConfig) -> dict:
     if not cfg.resume:
         storage.write_json(run_path(cfg.out, "config.json"), {"config": cfg.to_dict(), "plan": info})
     ray.data.DataContext.get_current().enable_progress_bars = False  # rank 0's step bar says it all
-    ds = tdata.ray_dataset(tdata.resolve_shards(cfg.data), info["image_size"], cfg.tokenizer, info["context_length"],
-                           filesystem=portable_filesystem(cfg.data)[0] if storage.is_s3(cfg.data) else None)
+    ds = tdata.ray_dataset(
+        tdata.resolve_shards(cfg.data),
+        info["image_size"],
+        cfg.tokenizer,
+        info["context_length"],
+        filesystem=portable_filesystem(cfg.data)[0] if storage.is_s3(cfg.data) else None,
+    )
     use_gpu = cfg.gpus_per_worker > 0
     resources = {"CPU": cfg.cpus_per_worker}
     if use_gpu:
         resources["GPU"] = cfg.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "plan": info, "resume_from": resume_from,
-                           "fail_at_step": int(os.environ.get("WIT_TRAIN_FAIL_AT_STEP", "0")) or None},
-        scaling_config=ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=use_gpu,
-                                               resources_per_worker=resources),
+        train_loop_config={
+            "cfg": cfg.to_dict(),
+            "plan": info,
+            "resume_from": resume_from,
+            "fail_at_step": int(os.environ.get("WIT_TRAIN_FAIL_AT_STEP", "0")) or None,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.workers, use_gpu=use_gpu, resources_per_worker=resources
+        ),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=ray.train.RunConfig(
             **_storage_args(cfg.out),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             worker_runtime_env={"env_vars": storage.s3_env_vars()},  # workers write metrics to an s3:// RUN too
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+        ),
         datasets={"train": ds},
-        dataset_config=ray.train.DataConfig(
-            execution_options=ray.data.ExecutionOptions(preserve_order=True)),
+        dataset_config=ray.train.DataConfig(execution_options=ray.data.ExecutionOptions(preserve_order=True)),
     )
     storage.remove(run_path(cfg.out, SUMMARY_FILE))
     t0 = time.perf_counter()
@@ -490,8 +575,13 @@ def train(cfg: TrainConfig) -> dict:
             raise WitError(m.group(1).strip()) from err
         raise
     summary = storage.read_json(run_path(cfg.out, SUMMARY_FILE))
-    summary.update(wall_s=time.perf_counter() - t0, out=cfg.out, workers=cfg.workers,
-                   checkpoint=result.checkpoint.path if result.checkpoint else None, planned_steps=info["total_steps"])
+    summary.update(
+        wall_s=time.perf_counter() - t0,
+        out=cfg.out,
+        workers=cfg.workers,
+        checkpoint=result.checkpoint.path if result.checkpoint else None,
+        planned_steps=info["total_steps"],
+    )
     return summary
 
 
@@ -499,13 +589,14 @@ def format_summary(s: dict) -> str:
     skipped = s.get("skipped") or {}
     skipped_text = ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())) or "none"
     loss = s.get("final_loss")
-    return "\n".join([
-        f"trained {s.get('steps', 0):,} steps ({s.get('samples', 0):,} samples) on {s.get('workers')} worker(s) "
-        f"in {s.get('wall_s', 0):.1f} s",
-        f"final loss       {loss:.4f}" if isinstance(loss, float) else "final loss       -",
-        f"samples/s        {s.get('samples_per_s_run', 0):.1f} (step time only)",
-        f"data wait        {100 * s.get('data_wait_fraction_run', 0):.1f}% of step time",
-        f"skipped samples  {skipped_text}; end-of-epoch tail rows {s.get('tail', 0)}",
-        f"run folder       {s.get('out')} (metrics.jsonl, config.json, {Path(str(s.get('checkpoint'))).name})",
-    ])
-
+    return "\n".join(
+        [
+            f"trained {s.get('steps', 0):,} steps ({s.get('samples', 0):,} samples) on {s.get('workers')} worker(s) "
+            f"in {s.get('wall_s', 0):.1f} s",
+            f"final loss       {loss:.4f}" if isinstance(loss, float) else "final loss       -",
+            f"samples/s        {s.get('samples_per_s_run', 0):.1f} (step time only)",
+            f"data wait        {100 * s.get('data_wait_fraction_run', 0):.1f}% of step time",
+            f"skipped samples  {skipped_text}; end-of-epoch tail rows {s.get('tail', 0)}",
+            f"run folder       {s.get('out')} (metrics.jsonl, config.json, {Path(str(s.get('checkpoint'))).name})",
+        ]
+    )

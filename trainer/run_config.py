@@ -17,26 +17,26 @@ PAPER_EPOCHS = 32
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str                       # a build folder, a folder of .tar shards, a brace pattern, or one .tar
-    model: str                      # a name of trainer.config.MODELS (or an OpenCLIP alias)
-    out: str                        # the run folder RUN (local or s3://): config.json, metrics.jsonl, checkpoints
-    workers: int = 1                # Ray Train workers (one process each; DDP over gloo on CPU, nccl on GPU)
-    gpus_per_worker: float = 0.0    # 0: CPU training
-    cpus_per_worker: float = 1.0    # CPU reservation of each worker (torch threads = max(1, round(this)))
+    data: str  # a build folder, a folder of .tar shards, a brace pattern, or one .tar
+    model: str  # a name of trainer.config.MODELS (or an OpenCLIP alias)
+    out: str  # the run folder RUN (local or s3://): config.json, metrics.jsonl, checkpoints
+    workers: int = 1  # Ray Train workers (one process each; DDP over gloo on CPU, nccl on GPU)
+    gpus_per_worker: float = 0.0  # 0: CPU training
+    cpus_per_worker: float = 1.0  # CPU reservation of each worker (torch threads = max(1, round(this)))
     epochs: int = PAPER_EPOCHS
-    batch_size: int = PAPER_BATCH   # the GLOBAL batch (all workers together); must divide by workers
-    lr: float | None = None         # None: the paper's 5e-4
+    batch_size: int = PAPER_BATCH  # the GLOBAL batch (all workers together); must divide by workers
+    lr: float | None = None  # None: the paper's 5e-4
     weight_decay: float | None = None  # None: the paper's 0.2
     warmup: int = PAPER_WARMUP_STEPS
     grad_clip: float | None = None  # max global gradient norm; None: no clipping (the paper names none)
-    precision: str = "auto"         # auto | fp32 | bf16 | fp16 (trainer.loop.Precision)
-    checkpoint_every: int = 1000    # steps between checkpoints (and one at the end)
-    log_every: int = 1              # steps between metrics.jsonl lines
-    shuffle_buffer: int = 1000      # rows of each worker's within-epoch shuffle buffer (0: stream order)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (trainer.loop.Precision)
+    checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
+    log_every: int = 1  # steps between metrics.jsonl lines
+    shuffle_buffer: int = 1000  # rows of each worker's within-epoch shuffle buffer (0: stream order)
     seed: int = 0
-    tokenizer: str | None = None    # a BPE merges file (wit tokenizer train); None: OpenAI's vocabulary
-    max_steps: int | None = None    # stop after this many steps in all (the schedule still spans every epoch)
-    max_failures: int = 0           # worker failures Ray Train recovers from (restarting from the last checkpoint)
+    tokenizer: str | None = None  # a BPE merges file (wit tokenizer train); None: OpenAI's vocabulary
+    max_steps: int | None = None  # stop after this many steps in all (the schedule still spans every epoch)
+    max_failures: int = 0  # worker failures Ray Train recovers from (restarting from the last checkpoint)
     resume: bool = False
 
     def to_dict(self) -> dict:
@@ -55,5 +55,18 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
 
-RESUME_KEYS = ("data", "model", "workers", "epochs", "batch_size", "lr", "weight_decay", "warmup", "grad_clip",
-               "precision", "shuffle_buffer", "seed", "tokenizer")
+RESUME_KEYS = (
+    "data",
+    "model",
+    "workers",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "warmup",
+    "grad_clip",
+    "precision",
+    "shuffle_buffer",
+    "seed",
+    "tokenizer",
+)

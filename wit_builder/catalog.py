@@ -44,25 +44,47 @@ def skipped_note(root: str) -> str | None:
     if not unfinished:
         return None
     shown = ", ".join(unfinished[:5]) + (", ..." if len(unfinished) > 5 else "")
-    return (f"samples: skipped {len(unfinished)} unfinished shard(s) under {folder.shards} ({shown}): their download "
-            "did not finish; rerun the build to finish them")
+    return (
+        f"samples: skipped {len(unfinished)} unfinished shard(s) under {folder.shards} ({shown}): their download "
+        "did not finish; rerun the build to finish them"
+    )
 
 
 TABLES: tuple[Table, ...] = (
     Table("pool", ("pool.parquet", "pool/*.parquet"), ("uid", "url", "text"), "candidate (url, text) pairs"),
     Table("queries", ("queries.parquet",), ("query",), "the query list (wit queries)"),
-    Table("accounting", (f"{layout.ACCOUNTING}/*.parquet",), ("uid", "status", "reason"),
-          "one row per pool row: selected, kept, or filtered/failed with a reason (wit build)"),
-    Table("curated", (f"{layout.CURATED}/*.parquet",), ("uid", "url", "text"),
-          "the pairs selected for download (wit build)"),
-    Table("query_counts", (layout.QUERY_COUNTS,), ("query", "matched", "kept"),
-          "per query of the list: matched, attributed and kept pairs (wit build)"),
-    Table("samples", (f"{layout.SHARDS}/NNNNN.parquet",), ("uid", "key", "status"),
-          "one row per attempted download of a finished shard: status, error_message, sizes, sha256 (wit build)",
-          finder=_finished_sample_tables),
-    Table("metrics", ("metrics.jsonl",), ("step", "loss"),
-          "one row per logged training step: loss, lr, logit_scale, samples/s, data-wait fraction (wit train)",
-          reader="json"),
+    Table(
+        "accounting",
+        (f"{layout.ACCOUNTING}/*.parquet",),
+        ("uid", "status", "reason"),
+        "one row per pool row: selected, kept, or filtered/failed with a reason (wit build)",
+    ),
+    Table(
+        "curated",
+        (f"{layout.CURATED}/*.parquet",),
+        ("uid", "url", "text"),
+        "the pairs selected for download (wit build)",
+    ),
+    Table(
+        "query_counts",
+        (layout.QUERY_COUNTS,),
+        ("query", "matched", "kept"),
+        "per query of the list: matched, attributed and kept pairs (wit build)",
+    ),
+    Table(
+        "samples",
+        (f"{layout.SHARDS}/NNNNN.parquet",),
+        ("uid", "key", "status"),
+        "one row per attempted download of a finished shard: status, error_message, sizes, sha256 (wit build)",
+        finder=_finished_sample_tables,
+    ),
+    Table(
+        "metrics",
+        ("metrics.jsonl",),
+        ("step", "loss"),
+        "one row per logged training step: loss, lr, logit_scale, samples/s, data-wait fraction (wit train)",
+        reader="json",
+    ),
 )
 
 
@@ -146,26 +168,38 @@ def connect(root: str) -> tuple[duckdb.DuckDBPyConnection, dict[str, list[str]]]
 
 
 # The columns of the JSON-lines tables, for a view over files that hold no line yet.
-JSON_COLUMNS = {"metrics": {"step": "BIGINT", "epoch": "BIGINT", "samples_seen": "BIGINT", "loss": "DOUBLE",
-                            "lr": "DOUBLE", "logit_scale": "DOUBLE", "samples_per_s": "DOUBLE",
-                            "data_wait_fraction": "DOUBLE"}}
+JSON_COLUMNS = {
+    "metrics": {
+        "step": "BIGINT",
+        "epoch": "BIGINT",
+        "samples_seen": "BIGINT",
+        "loss": "DOUBLE",
+        "lr": "DOUBLE",
+        "logit_scale": "DOUBLE",
+        "samples_per_s": "DOUBLE",
+        "data_wait_fraction": "DOUBLE",
+    }
+}
 
 
 def _json_view(con, name: str, files: list[str], listing: str) -> None:
     """A view over JSON-lines files; WitError when they are not JSON lines or lack a column the view promises."""
     required = next((t.required for t in TABLES if t.name == name), ())
     try:
-        con.execute(f'CREATE VIEW "{name}" AS SELECT * FROM read_json_auto([{listing}], format=\'newline_delimited\')')
+        con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_json_auto([{listing}], format='newline_delimited')")
         columns = [row[0] for row in con.execute(f'DESCRIBE "{name}"').fetchall()]
     except duckdb.Error as err:
         first = str(err).strip().splitlines()[0]
         raise WitError(f"{', '.join(files)} is not readable as JSON lines ({first})") from err
     if columns == ["json"] and name in JSON_COLUMNS:  # DuckDB's answer for empty files: a run before its first step
         types = ", ".join(f"'{c}': '{t}'" for c, t in JSON_COLUMNS[name].items())
-        con.execute(f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_json([{listing}], '
-                    f"format='newline_delimited', columns={{{types}}})")
+        con.execute(
+            f'CREATE OR REPLACE VIEW "{name}" AS SELECT * FROM read_json([{listing}], '
+            f"format='newline_delimited', columns={{{types}}})"
+        )
         return
     missing = [c for c in required if c not in columns]
     if missing:
-        raise WitError(f"{files[0]} lacks column(s) {', '.join(missing)} that table '{name}' needs "
-                       f"(it has: {', '.join(columns)})")
+        raise WitError(
+            f"{files[0]} lacks column(s) {', '.join(missing)} that table '{name}' needs (it has: {', '.join(columns)})"
+        )

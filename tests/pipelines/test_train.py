@@ -17,8 +17,9 @@ from test_data import make_shards  # noqa: E402 - the shard maker of tests/train
 
 
 def wit(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True, text=True,
-                           timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def one_error_line(done) -> str:
@@ -33,8 +34,20 @@ def test_registered_after_build_and_help_reads_well():
     assert names.index("train") == names.index("build") + 1
     done = wit("train", "--help")
     assert done.returncode == 0
-    for flag in ("--data", "--model", "--out", "--workers", "--gpus-per-worker", "--epochs", "--batch-size", "--lr",
-                 "--warmup", "--checkpoint-every", "--resume", "--seed"):
+    for flag in (
+        "--data",
+        "--model",
+        "--out",
+        "--workers",
+        "--gpus-per-worker",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--warmup",
+        "--checkpoint-every",
+        "--resume",
+        "--seed",
+    ):
         assert flag in done.stdout
     assert "32,768" in done.stdout  # the paper's global batch as the default
 
@@ -44,13 +57,48 @@ def test_flags_make_the_config():
 
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
-    args = parser.parse_args(["--data", "D", "--model", "tiny-rn", "--out", "R", "--workers", "2", "--epochs", "3",
-                              "--batch-size", "64", "--lr", "1e-3", "--warmup", "5", "--checkpoint-every", "7",
-                              "--resume", "--seed", "9", "--gpus-per-worker", "1"])
+    args = parser.parse_args(
+        [
+            "--data",
+            "D",
+            "--model",
+            "tiny-rn",
+            "--out",
+            "R",
+            "--workers",
+            "2",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--lr",
+            "1e-3",
+            "--warmup",
+            "5",
+            "--checkpoint-every",
+            "7",
+            "--resume",
+            "--seed",
+            "9",
+            "--gpus-per-worker",
+            "1",
+        ]
+    )
     cfg = train.config_from_args(args)
-    assert (cfg.data, cfg.model, cfg.out, cfg.workers, cfg.epochs, cfg.batch_size, cfg.lr, cfg.warmup,
-            cfg.checkpoint_every, cfg.resume, cfg.seed, cfg.gpus_per_worker) == (
-        "D", "tiny-rn", "R", 2, 3, 64, 1e-3, 5, 7, True, 9, 1.0)
+    assert (
+        cfg.data,
+        cfg.model,
+        cfg.out,
+        cfg.workers,
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.warmup,
+        cfg.checkpoint_every,
+        cfg.resume,
+        cfg.seed,
+        cfg.gpus_per_worker,
+    ) == ("D", "tiny-rn", "R", 2, 3, 64, 1e-3, 5, 7, True, 9, 1.0)
     assert cfg.local_batch == 32
     defaults = train.config_from_args(parser.parse_args(["--data", "D", "--model", "RN50", "--out", "R"]))
     assert (defaults.batch_size, defaults.epochs, defaults.warmup, defaults.lr) == (32768, 32, 2000, None)
@@ -68,19 +116,32 @@ def test_bad_input_is_one_line_that_says_what_to_fix(shards, tmp_path):
     assert "unknown model 'nope'" in line and "tiny-vit" in line
     line = one_error_line(wit("train", "--data", tmp_path / "missing", "--model", "tiny-vit", "--out", tmp_path / "r"))
     assert "does not exist" in line and "brace pattern" in line
-    line = one_error_line(wit("train", "--data", shards, "--model", "tiny-vit", "--out", tmp_path / "r", "--resume",
-                             "--batch-size", "8"))
+    line = one_error_line(
+        wit("train", "--data", shards, "--model", "tiny-vit", "--out", tmp_path / "r", "--resume", "--batch-size", "8")
+    )
     assert "holds no run" in line and "drop --resume" in line
     line = one_error_line(wit("train", "--data", shards, "--model", "tiny-vit", "--out", tmp_path / "r"))
     assert "--batch-size 32768 exceeds the 16 samples" in line
 
 
 def test_wit_sql_sees_the_metrics(tmp_path):
-    rows = [{"step": s, "epoch": 0, "samples_seen": 8 * s, "loss": 2.0 / s, "lr": 1e-4, "logit_scale": 14.3,
-             "samples_per_s": 30.0, "data_wait_fraction": 0.1} for s in range(1, 6)]
+    rows = [
+        {
+            "step": s,
+            "epoch": 0,
+            "samples_seen": 8 * s,
+            "loss": 2.0 / s,
+            "lr": 1e-4,
+            "logit_scale": 14.3,
+            "samples_per_s": 30.0,
+            "data_wait_fraction": 0.1,
+        }
+        for s in range(1, 6)
+    ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    done = wit("sql", tmp_path, "SELECT count(*) AS n, min(loss) AS best, max(step) AS last FROM metrics",
-               "--format", "json")
+    done = wit(
+        "sql", tmp_path, "SELECT count(*) AS n, min(loss) AS best, max(step) AS last FROM metrics", "--format", "json"
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [{"n": 5, "best": 0.4, "last": 5}]
     (tmp_path / "metrics.jsonl").write_text("")  # a run before its first step: an empty view, not an error
@@ -93,8 +154,27 @@ def test_a_real_wit_train_on_a_tiny_build_folder_ends_with_its_summary(tmp_path,
     build = tmp_path / "build"
     make_shards(build / "shards", n_shards=2, per_shard=12, build=True)
     run = tmp_path / "run"
-    args = ["train", "--data", build, "--model", "tiny-vit", "--out", run, "--workers", "1", "--epochs", "1",
-            "--batch-size", "4", "--warmup", "2", "--checkpoint-every", "3", "--shuffle-buffer", "0"]
+    args = [
+        "train",
+        "--data",
+        build,
+        "--model",
+        "tiny-vit",
+        "--out",
+        run,
+        "--workers",
+        "1",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--warmup",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--shuffle-buffer",
+        "0",
+    ]
     done = wit(*args, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout

@@ -20,8 +20,15 @@ from wit_builder.errors import WitError
 BAD = {1: "bad_image", 2: "no_caption", 3: "empty_caption", 4: "no_image"}  # rows of shard 0
 
 
-def make_shards(folder: Path, n_shards: int = 3, per_shard: int = 12, corrupt: bool = True, sizes: bool = True,
-                build: bool = False, image_ext: str = "jpg") -> tuple[list[str], dict[str, str]]:
+def make_shards(
+    folder: Path,
+    n_shards: int = 3,
+    per_shard: int = 12,
+    corrupt: bool = True,
+    sizes: bool = True,
+    build: bool = False,
+    image_ext: str = "jpg",
+) -> tuple[list[str], dict[str, str]]:
     """Shards NNNNN.tar of KEY.jpg/KEY.txt/KEY.json with caption 'caption KEY'; landscape and portrait images of
     several sizes. In shard 0 (with `corrupt`): a corrupt jpg, a missing txt, an empty caption, a missing jpg.
     `build` adds the NNNNN_stats.json a `wit build` writes. Returns (good keys in order, {bad key: reason})."""
@@ -31,6 +38,7 @@ def make_shards(folder: Path, n_shards: int = 3, per_shard: int = 12, corrupt: b
         path = folder / f"{s:05d}.tar"
         n_good = 0
         with tarfile.open(path, "w") as tar:
+
             def add(name, payload, tar=tar):
                 info = tarfile.TarInfo(name)
                 info.size = len(payload)
@@ -40,8 +48,9 @@ def make_shards(folder: Path, n_shards: int = 3, per_shard: int = 12, corrupt: b
                 key = f"{s:05d}{i:04d}"
                 w, h = (70 + 9 * i, 64) if i % 2 else (64, 80 + 5 * i)
                 buf = io.BytesIO()
-                Image.new("RGB", (w, h), (i * 20 % 255, s * 50 % 255, 100)).save(buf, "JPEG" if image_ext == "jpg"
-                                                                                    else "PNG")
+                Image.new("RGB", (w, h), (i * 20 % 255, s * 50 % 255, 100)).save(
+                    buf, "JPEG" if image_ext == "jpg" else "PNG"
+                )
                 img, txt = buf.getvalue(), f"caption {key}".encode()
                 reason = BAD.get(i) if corrupt and s == 0 else None
                 if reason == "bad_image":
@@ -133,8 +142,13 @@ def test_crop_is_a_square_of_the_resized_image_random_in_train_center_in_eval(tm
     im.save(buf, "PNG")
     arr, width, transposed = data.decode_image(buf.getvalue(), 30)
     assert arr.shape == (30, 40, 3) and width == 40 and not transposed  # 60 wide, central 40 kept
-    rows = {"image": arr[None], "width": np.array([width]), "transposed": np.array([transposed]),
-            "key": np.array(["k"], dtype=object), "tokens": np.zeros((1, 77), np.int64)}
+    rows = {
+        "image": arr[None],
+        "width": np.array([width]),
+        "transposed": np.array([transposed]),
+        "key": np.array(["k"], dtype=object),
+        "tokens": np.zeros((1, 77), np.int64),
+    }
     center = data.collate(rows, 30, seed=0, epoch=0, train=False)["images"]
     assert center.shape == (1, 3, 30, 30)
     offsets = {data.crop_offset(0, e, "k", 10) for e in range(40)}

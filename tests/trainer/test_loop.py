@@ -20,8 +20,7 @@ def setup(seed=0):
     opt = build_optimizer(model, lr=1e-3)
     sched = cosine_schedule(opt, warmup_steps=2, total_steps=10)
     g = torch.Generator().manual_seed(1)
-    batch = {"images": torch.randn(4, 3, 64, 64, generator=g),
-             "tokens": torch.randint(1, 49000, (4, 77), generator=g)}
+    batch = {"images": torch.randn(4, 3, 64, 64, generator=g), "tokens": torch.randint(1, 49000, (4, 77), generator=g)}
     batch["tokens"][:, 10] = 49407  # EOT
     batch["tokens"][:, 11:] = 0
     return model, opt, sched, batch

@@ -23,8 +23,19 @@ def shards(tmp_path_factory):
 
 
 def config(shards, out, **kw) -> TrainConfig:
-    values = dict(data=str(shards), model="tiny-vit", out=str(out), workers=2, cpus_per_worker=0.5, epochs=2,
-                  batch_size=8, warmup=2, checkpoint_every=2, shuffle_buffer=8, seed=3)
+    values = dict(
+        data=str(shards),
+        model="tiny-vit",
+        out=str(out),
+        workers=2,
+        cpus_per_worker=0.5,
+        epochs=2,
+        batch_size=8,
+        warmup=2,
+        checkpoint_every=2,
+        shuffle_buffer=8,
+        seed=3,
+    )
     values.update(kw)
     return TrainConfig(**values)
 
@@ -77,8 +88,7 @@ def test_a_run_stopped_mid_epoch_and_resumed_repeats_the_uninterrupted_loss_curv
 
 
 @pytest.mark.slow
-def test_a_killed_worker_restarts_from_the_last_checkpoint_with_the_same_curve(full_run, shards, tmp_path,
-                                                                              monkeypatch):
+def test_a_killed_worker_restarts_from_the_last_checkpoint_with_the_same_curve(full_run, shards, tmp_path, monkeypatch):
     out, summary = full_run
     expected = [(r["step"], r["loss"]) for r in metrics(out)]
     monkeypatch.setenv("WIT_TRAIN_FAIL_AT_STEP", "3")  # worker 1 exits at step 3, after the checkpoint at step 2
