@@ -27,8 +27,9 @@ COMMANDS: dict[str, str] = {
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback on errors")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback on errors"
+    )
     return common
 
 
@@ -38,7 +39,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wit",
         description="Build a WIT-like image-text corpus as in the CLIP paper: the query list, curation of a candidate "
-                    "pool, the download into WebDataset shards, and SQL over every table.",
+        "pool, the download into WebDataset shards, and SQL over every table.",
         parents=[_common()],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -48,8 +49,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             sub.add_parser(name)
             continue
         module = importlib.import_module(module_name)
-        child = sub.add_parser(name, help=module.HELP, description=module.__doc__, parents=[_common()],
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        child = sub.add_parser(
+            name,
+            help=module.HELP,
+            description=module.__doc__,
+            parents=[_common()],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(child)
         child.set_defaults(_module=module)
     return parser
@@ -107,8 +113,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_script(module: ModuleType, argv: list[str] | None = None) -> int:
     """Entry point for `python pipelines/<script>.py`: the same flags and the same run() as its subcommand."""
-    parser = argparse.ArgumentParser(prog=os.path.basename(sys.argv[0]), description=module.__doc__,
-                                     parents=[_common()], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=os.path.basename(sys.argv[0]),
+        description=module.__doc__,
+        parents=[_common()],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     module.add_arguments(parser)
     return invoke(module.run, parser.parse_args(argv))
 

@@ -1,4 +1,5 @@
-"""trainer: CLIP models, tokenizer, contrastive loss and optimisation (Radford et al. 2021); Ray Train comes next.
+"""trainer: CLIP models, tokenizer, contrastive loss and optimisation (Radford et al. 2021), and the harness that
+trains them on WebDataset shards with Ray Train (docs/trainer.md, docs/training.md).
 
 Terms used throughout:
 - tower: the image encoder (`visual`: modified ResNet or ViT) or the text encoder (causal transformer).
@@ -11,5 +12,8 @@ Terms used throughout:
 - local / global batch: the pairs one worker holds (b) / all workers together (N = b * world size).
 - OpenAI layout: the state-dict key names of OpenAI's released checkpoints, which OpenCLIP shares.
 
-The model library (config, models, tokenizer, loss, optim) never imports Ray or the training harness.
+- epoch: one pass over the shards in shard order, each sample once across all workers (trainer/data.py says how).
+
+The model library (config, models, tokenizer, loss, optim) never imports Ray or the training harness (data: shards
+to batches; loop: one training step; run_config: a run's settings; ray_train: the TorchTrainer, checkpoints, resume).
 """
