@@ -6,6 +6,8 @@
   4. build    `ray job submit ... python pipelines/build_wit.py` to a local Ray head, as users run it: curate
               (normalise, language, match, balance) then download the kept pairs from the served web into
               WebDataset shards; prints the funnel, the per-query distribution, shards, images/s and failures
+  5. train    `ray job submit ... python pipelines/train.py`: a small CLIP (tiny-vit) trained on every shard but the
+              last, then image-text retrieval on the held-out last shard, next to chance
 
 A second run reuses what is up to date and finishes in seconds. Inspect the results with `wit sql OUT/web ...`.
 """
@@ -40,10 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="pairs per query for the demo's balancing (default %(default)s; the paper's 20,000 is "
         "for 400M pairs and would keep everything of a 100k pool)",
     )
+    parser.add_argument(
+        "--train-epochs", type=int, default=1, help="epochs of the demo's training run (default %(default)s)"
+    )
     parser.add_argument("--force", action="store_true", help="rebuild every step, even when up to date")
 
 
-STEPS = 4
+STEPS = 5
+TRAIN_MODEL = "tiny-vit"  # trains at ~100 samples/s on 2 CPU cores
+TRAIN_BATCH = 64
 
 
 def _step(n: int, title: str) -> float:
@@ -82,13 +89,17 @@ def run(args: argparse.Namespace) -> int:
             inputs_changed = args.force or web.rebuilt or queries_rebuilt
             manifest = _build(out, web_dir, args.port, args.cap, force=inputs_changed)
             timings["build"] = time.time() - start
+
+            start = _step(5, f"train: ray job submit pipelines/train.py ({TRAIN_MODEL}, {args.train_epochs} epoch(s))")
+            trained = _train(out, manifest["out"], args.train_epochs, force=inputs_changed or args.force)
+            timings["train"] = time.time() - start
     finally:
         if started_head:
             from pipelines.ray_cluster import stop_head
 
             print("\nstopping the Ray head this demo started", flush=True)
             stop_head()
-    _print_summary(out, web_dir, web, result, queries, manifest, timings)
+    _print_summary(out, web_dir, web, result, queries, manifest, trained, timings)
     return 0
 
 
@@ -109,7 +120,7 @@ def _check(web_dir: str, base_url: str, n: int, seed: int):
     return result
 
 
-def _print_summary(out, web_dir, web, result, queries, manifest, timings) -> None:
+def _print_summary(out, web_dir, web, result, queries, manifest, trained, timings) -> None:
     build_dir = manifest["out"]
     print("\n== summary ==")
     print(f"  web      {web.pairs:>9,} candidate pairs, {web.images:,} images, {web.urls:,} URLs   {web_dir}")
@@ -129,6 +140,8 @@ def _print_summary(out, web_dir, web, result, queries, manifest, timings) -> Non
         f"  download {download['kept']:>9,} images in {download['shards']} shard(s), {download['failed']:,} failed "
         f"({rate})   {build_dir}/shards"
     )
+    if trained:
+        print(f"  train    {trained['line']}")
     print("  time     " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f'\nTry: wit sql {web_dir} "SELECT source, count(*) AS pairs FROM pool GROUP BY 1 ORDER BY 2 DESC LIMIT 10"')
     print(
@@ -218,3 +231,86 @@ def _build(out: str, web_dir: str, port: int, cap: int, force: bool) -> dict:
     manifest = BuildFolder(str(build_dir)).read_manifest()
     manifest["out"] = build_dir
     return manifest
+
+
+def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
+    """Train TRAIN_MODEL on every finished shard but the last with `ray job submit` (as a user runs it), then
+    measure image-text retrieval on the held-out last shard. Reuses a finished run unless `force`."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import pipelines
+    from pipelines.ray_cluster import _ray_cli, cli_env
+    from wit_builder import storage
+    from wit_builder.errors import WitError
+    from wit_builder.layout import BuildFolder
+
+    folder = BuildFolder(str(build_dir))
+    shards = folder.finished_shards()
+    sizes = folder.read_sizes()
+    train_shards, held_out = (shards[:-1], shards[-1]) if len(shards) >= 2 else (shards, None)
+    samples = sum(sizes.get(f"{name}.tar", 0) for name in train_shards)
+    if samples < 8:
+        print(f"train: skipped: {samples} sample(s) in the training shards, too few to train on")
+        return None
+    batch = min(TRAIN_BATCH, samples)
+    first, last = train_shards[0], train_shards[-1]
+    data = f"{folder.shards}/{first}.tar" if first == last else f"{folder.shards}/{{{first}..{last}}}.tar"
+    run = os.path.join(out, f"run-{TRAIN_MODEL}")
+    done = storage.exists(f"{run}/summary.json")
+    if force and os.path.isdir(run):
+        shutil.rmtree(run)
+        done = False
+    if done:
+        print(f"train: {run} is up to date (a finished run); --force trains again")
+    else:
+        repo = Path(pipelines.__file__).resolve().parents[1]
+        resume = ["--resume"] if os.path.exists(os.path.join(run, "config.json")) else []
+        args = [
+            "--data",
+            data,
+            "--model",
+            TRAIN_MODEL,
+            "--out",
+            run,
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            str(batch),
+            "--warmup",
+            "20",
+            "--checkpoint-every",
+            "50",
+            "--log-every",
+            "10",
+            *resume,
+        ]
+        command = [_ray_cli(), "job", "submit", "--working-dir", str(repo), "--", "python", "pipelines/train.py", *args]
+        print("$ ray job submit --working-dir . -- python pipelines/train.py " + " ".join(args), flush=True)
+        if subprocess.run(command, env=cli_env()).returncode != 0:
+            raise WitError(f"the training job failed (its log is above): rerun `wit demo` to resume {run}")
+    summary = storage.read_json(f"{run}/summary.json")
+    line = (
+        f"{summary.get('steps', 0):,} steps of {TRAIN_MODEL}, final loss {summary.get('final_loss', float('nan')):.3f}, "
+        f"{summary.get('samples_per_s_run', 0):.0f} samples/s"
+    )
+    if held_out is None:
+        print("train: no held-out shard (the corpus has one shard): retrieval not measured")
+        return {"line": line + f"   {run}"}
+
+    from eval.retrieval import embed_shards, load_run_model, recall_at_k
+
+    model, step = load_run_model(run)
+    images, texts, skipped = embed_shards(model, f"{folder.shards}/{held_out}.tar")
+    recall = recall_at_k(images, texts, ks=(1, 5))
+    n = images.shape[0]
+    print(f"held-out retrieval on shard {held_out} ({n:,} pairs never trained on; checkpoint of step {step:,}):")
+    for direction in ("image_to_text", "text_to_image"):
+        r1, r5 = recall[f"{direction}_R@1"], recall[f"{direction}_R@5"]
+        print(
+            f"  {direction.replace('_', ' '):<14} R@1 {100 * r1:5.1f} %   R@5 {100 * r5:5.1f} %   "
+            f"(chance {100 / n:.2f} % / {500 / n:.2f} %)"
+        )
+    r1 = recall["image_to_text_R@1"]
+    return {"line": line + f"; held-out image->text R@1 {100 * r1:.1f} % (chance {100 / n:.2f} %)   {run}"}

@@ -35,7 +35,7 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     ]
     first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for step in ("== 1/4 web", "== 2/4 serve", "== 3/4 queries", "== 4/4 build", "== summary =="):
+    for step in ("== 1/5 web", "== 2/5 serve", "== 3/5 queries", "== 4/5 build", "== 5/5 train", "== summary =="):
         assert step in first.stdout
     build = out / "build-cap5"
     manifest = json.loads((build / "manifest.json").read_text())
@@ -44,6 +44,8 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     statuses = dict(con.execute(f"SELECT status, count(*) FROM '{build}/accounting/*.parquet' GROUP BY 1").fetchall())
     assert sum(statuses.values()) == pool_rows and statuses["kept"] == manifest["counts"]["download"]["kept"] > 0
     assert f"download {manifest['counts']['download']['kept']:>9,} images" in first.stdout
+    run = json.loads((out / "run-tiny-vit" / "summary.json").read_text())  # trained on the demo's shards
+    assert run["steps"] >= 1 and f"{run['steps']:,} steps of tiny-vit" in first.stdout
     output = first.stdout + first.stderr  # a quiet log: no warning floods, no traceback from stopping the head
     assert "Terminated with signal" not in output and "Traceback" not in output
     assert "DecompressionBombWarning" not in output
@@ -51,3 +53,4 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     second = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "is up to date" in second.stdout and "finished shards reused" in second.stdout
+    assert f"{out}/run-tiny-vit is up to date" in second.stdout
