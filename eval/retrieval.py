@@ -3,12 +3,9 @@ that `wit demo` prints (the paper's retrieval evaluation on a corpus's own pairs
 
 from __future__ import annotations
 
-import json
-
 import torch
 import torch.nn.functional as F
 
-from wit_builder import storage
 from wit_builder.errors import WitError
 
 
@@ -26,22 +23,6 @@ def recall_at_k(image_features: torch.Tensor, text_features: torch.Tensor, ks=(1
         out[f"image_to_text_R@{k}"] = (image_rank < k).float().mean().item()
         out[f"text_to_image_R@{k}"] = (text_rank < k).float().mean().item()
     return out
-
-
-def load_run_model(run: str):
-    """The model of a `wit train` run folder at its newest checkpoint (loaded with weights_only=True)."""
-    from trainer.models.clip import CLIP
-    from trainer.ray_train import checkpoint_dirs, load_state
-
-    config_uri = f"{run.rstrip('/')}/config.json"
-    if not storage.exists(config_uri):
-        raise WitError(f"{run} is not a `wit train` run folder (no config.json)")
-    found = checkpoint_dirs(run)
-    if not found:
-        raise WitError(f"{run} holds no checkpoint yet: train first (`wit train ... --out {run}`)")
-    model = CLIP(json.loads(storage.read_bytes(config_uri))["config"]["model"])
-    model.load_state_dict(load_state(found[-1][1])["model"])
-    return model.eval(), found[-1][0]
 
 
 @torch.no_grad()

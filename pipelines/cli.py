@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "queries": "pipelines.build_queries",
     "build": "pipelines.build_wit",
     "train": "pipelines.train",
+    "export": "pipelines.export",
     "sql": "pipelines.sql",
     "ray": "pipelines.ray_cluster",
 }

@@ -299,7 +299,8 @@ def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
         print("train: no held-out shard (the corpus has one shard): retrieval not measured")
         return {"line": line + f"   {run}"}
 
-    from eval.retrieval import embed_shards, load_run_model, recall_at_k
+    from eval.retrieval import embed_shards, recall_at_k
+    from trainer.export import load_run_model
 
     model, step = load_run_model(run)
     images, texts, skipped = embed_shards(model, f"{folder.shards}/{held_out}.tar")
