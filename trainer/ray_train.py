@@ -170,7 +170,9 @@ def count_samples(url: str) -> int:
 
 
 class MetricsLog:
-    """RUN/metrics.jsonl: appended locally line by line; on s3:// kept in memory and written whole at each flush."""
+    """RUN/metrics.jsonl: appended locally line by line; on s3:// kept in memory and written whole at each flush.
+    A local run also writes the numeric fields as TensorBoard scalars under RUN/tensorboard (`tensorboard --logdir`);
+    a resumed run purges the events past its checkpoint, as it drops those lines."""
 
     def __init__(self, out: str, keep_until_step: int):
         self.uri = run_path(out, "metrics.jsonl")
@@ -186,6 +188,16 @@ class MetricsLog:
                     break  # a line cut short by a kill: the rest is gone too
         self.lines = lines
         storage.write_bytes(self.uri, "".join(f"{x}\n" for x in lines).encode("utf-8"))
+        self.board = None
+        if not self.s3:  # tensorboardX's own writer queues events on a thread; this one writes them as they come
+            from tensorboardX.event_file_writer import EventsWriter
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+            Path(run_path(out, "tensorboard")).mkdir(parents=True, exist_ok=True)
+            self.board = EventsWriter(
+                run_path(out, "tensorboard", "events"), filename_suffix=f".{os.getpid()}.{time.time_ns()}"
+            )
+            self.board.write_event(Event(step=keep_until_step + 1, session_log=SessionLog(status=SessionLog.START)))
 
     def write(self, record: dict) -> None:
         line = json.dumps(record)
@@ -193,8 +205,20 @@ class MetricsLog:
         if not self.s3:
             with open(self.uri, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
+        if self.board is not None:
+            from tensorboardX.proto.event_pb2 import Event
+            from tensorboardX.proto.summary_pb2 import Summary
+
+            values = [
+                Summary.Value(tag=name, simple_value=float(value))
+                for name, value in record.items()
+                if name != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)
+            ]
+            self.board.write_event(Event(wall_time=time.time(), step=record["step"], summary=Summary(value=values)))
 
     def flush(self) -> None:
+        if self.board is not None:
+            self.board.flush()
         if self.s3:
             storage.write_bytes(self.uri, "".join(f"{x}\n" for x in self.lines).encode("utf-8"))
 
