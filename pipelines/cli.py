@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "build": "pipelines.build_wit",
     "train": "pipelines.train",
     "export": "pipelines.export",
+    "tokenizer": "pipelines.tokenizer",
     "sql": "pipelines.sql",
     "ray": "pipelines.ray_cluster",
 }

@@ -164,3 +164,12 @@ def test_a_corrupt_table_is_a_clear_error(folder, tmp_path):
 
     with pytest.raises(WitError, match="not a readable Parquet file"):
         BuildFolder(str(broken)).read_curated()
+
+
+def test_tokenizer_training_reads_the_downloaded_captions(folder):
+    """`wit tokenizer train --data OUT` learns from the captions of the samples that are in the shards."""
+    from pipelines.tokenizer import captions
+
+    out, _ = folder
+    texts = captions(out.root)
+    assert len(texts) == 22 and all(t.startswith("a photo of a ") or set(t) == {"x"} for t in texts)  # u09 stored cut
