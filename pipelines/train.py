@@ -117,6 +117,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=d.max_failures,
         help="worker failures to recover from by restarting at the last checkpoint (default 0)",
     )
+    parser.add_argument(
+        "--grad-checkpointing",
+        action="store_true",
+        help="recompute both towers' activations in the backward pass (less memory, more time)",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (worth it on long GPU runs)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument(
         "--seed", metavar="S", type=int, default=d.seed, help="seed of the initialisation, shuffle and crops"
@@ -145,6 +151,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tokenizer=args.tokenizer,
         max_steps=args.max_steps,
         max_failures=args.max_failures,
+        grad_checkpointing=args.grad_checkpointing,
+        compile=args.compile,
         resume=args.resume,
     )
 

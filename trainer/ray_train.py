@@ -292,8 +292,12 @@ def train_loop_per_worker(config: dict) -> None:
         state = load_state(config["resume_from"])
     if state is not None:
         model.load_state_dict(state["model"])
+    if cfg.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    inner = model  # the CLIP module itself: what is optimised and checkpointed, whatever wraps it
+    if cfg.compile:
+        model = torch.compile(model)
     model = ray.train.torch.prepare_model(model)
-    inner = getattr(model, "module", model)
     optimizer = build_optimizer(inner, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = cosine_schedule(optimizer, cfg.warmup, info["total_steps"])
     scaler = precision.scaler()

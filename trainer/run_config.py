@@ -37,6 +37,10 @@ class TrainConfig:
     tokenizer: str | None = None  # a BPE merges file (wit tokenizer train); None: OpenAI's vocabulary
     max_steps: int | None = None  # stop after this many steps in all (the schedule still spans every epoch)
     max_failures: int = 0  # worker failures Ray Train recovers from (restarting from the last checkpoint)
+    grad_checkpointing: bool = (
+        False  # recompute both towers' activations in the backward pass: less memory, ~30 % more time
+    )
+    compile: bool = False  # torch.compile the model (a one-off compile cost; pays on long GPU runs)
     resume: bool = False
 
     def to_dict(self) -> dict:

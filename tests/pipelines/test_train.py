@@ -82,6 +82,8 @@ def test_flags_make_the_config():
             "9",
             "--gpus-per-worker",
             "1",
+            "--grad-checkpointing",
+            "--compile",
         ]
     )
     cfg = train.config_from_args(args)
@@ -99,9 +101,10 @@ def test_flags_make_the_config():
         cfg.seed,
         cfg.gpus_per_worker,
     ) == ("D", "tiny-rn", "R", 2, 3, 64, 1e-3, 5, 7, True, 9, 1.0)
-    assert cfg.local_batch == 32
+    assert cfg.local_batch == 32 and cfg.grad_checkpointing and cfg.compile
     defaults = train.config_from_args(parser.parse_args(["--data", "D", "--model", "RN50", "--out", "R"]))
     assert (defaults.batch_size, defaults.epochs, defaults.warmup, defaults.lr) == (32768, 32, 2000, None)
+    assert not defaults.grad_checkpointing and not defaults.compile
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +177,7 @@ def test_a_real_wit_train_on_a_tiny_build_folder_ends_with_its_summary(tmp_path,
         "3",
         "--shuffle-buffer",
         "0",
+        "--grad-checkpointing",  # recomputed activations: the same run, less memory
     ]
     done = wit(*args, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
