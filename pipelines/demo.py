@@ -291,6 +291,7 @@ def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
         if subprocess.run(command, env=cli_env()).returncode != 0:
             raise WitError(f"the training job failed (its log is above): rerun `wit demo` to resume {run}")
     summary = storage.read_json(f"{run}/summary.json")
+    _print_loss_curve(run, batch)
     line = (
         f"{summary.get('steps', 0):,} steps of {TRAIN_MODEL}, final loss {summary.get('final_loss', float('nan')):.3f}, "
         f"{summary.get('samples_per_s_run', 0):.0f} samples/s"
@@ -315,3 +316,18 @@ def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
         )
     r1 = recall["image_to_text_R@1"]
     return {"line": line + f"; held-out image->text R@1 {100 * r1:.1f} % (chance {100 / n:.2f} %)   {run}"}
+
+
+def _print_loss_curve(run: str, batch: int) -> None:
+    """The loss at a few points of the run (from RUN/metrics.jsonl), next to the loss of guessing: ln(batch)."""
+    import json
+    import math
+
+    from wit_builder import storage
+
+    lines = [json.loads(x) for x in storage.read_bytes(f"{run}/metrics.jsonl").decode().splitlines() if x.strip()]
+    if not lines:
+        return
+    picks = sorted({round(i * (len(lines) - 1) / 4) for i in range(5)})
+    curve = ", ".join(f"step {lines[i]['step']}: {lines[i]['loss']:.3f}" for i in picks)
+    print(f"loss curve: {curve} (chance: ln {batch} = {math.log(batch):.3f})")

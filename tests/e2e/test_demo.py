@@ -46,6 +46,7 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     assert f"download {manifest['counts']['download']['kept']:>9,} images" in first.stdout
     run = json.loads((out / "run-tiny-vit" / "summary.json").read_text())  # trained on the demo's shards
     assert run["steps"] >= 1 and f"{run['steps']:,} steps of tiny-vit" in first.stdout
+    assert "loss curve: step " in first.stdout
     output = first.stdout + first.stderr  # a quiet log: no warning floods, no traceback from stopping the head
     assert "Terminated with signal" not in output and "Traceback" not in output
     assert "DecompressionBombWarning" not in output
