@@ -283,7 +283,7 @@ def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
             "--checkpoint-every",
             "50",
             "--log-every",
-            "10",
+            "1",  # every step: the loss curve below has points even for a run of one step
             *resume,
         ]
         command = [_ray_cli(), "job", "submit", "--working-dir", str(repo), "--", "python", "pipelines/train.py", *args]
