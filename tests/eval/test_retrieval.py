@@ -32,3 +32,23 @@ def test_perfect_and_tied_features():
 def test_shapes_must_pair_up():
     with pytest.raises(ValueError, match="one pair per row"):
         recall_at_k(torch.ones(3, 2), torch.ones(2, 2))
+
+
+def test_several_captions_per_image_equal_a_plain_loop():
+    import numpy as np
+
+    from eval.retrieval import retrieval_metrics
+
+    rng = np.random.default_rng(3)
+    images, texts = rng.normal(size=(9, 8)), rng.normal(size=(20, 8))
+    text_image = np.array([i % 9 for i in range(20)])  # images 0..1 have 3 captions, the others 2
+    ours = retrieval_metrics(images, texts, text_image, ks=(1, 3, 5))
+    ni = images / np.linalg.norm(images, axis=1, keepdims=True)
+    nt = texts / np.linalg.norm(texts, axis=1, keepdims=True)
+    sim = ni @ nt.T
+    for k in (1, 3, 5):
+        hits_t2i = [text_image[t] in np.argsort(-sim[:, t])[:k] for t in range(20)]
+        hits_i2t = [bool(set(np.argsort(-sim[i])[:k]) & set(np.flatnonzero(text_image == i))) for i in range(9)]
+        assert ours[f"image_retrieval_recall@{k}"] == pytest.approx(np.mean(hits_t2i))
+        assert ours[f"text_retrieval_recall@{k}"] == pytest.approx(np.mean(hits_i2t))
+    assert ours["text_retrieval_recall@1"] < 1 and ours["image_retrieval_recall@5"] > 0  # neither trivial

@@ -1,0 +1,75 @@
+"""Zero-shot classification as in the paper: each class name goes through every prompt template, the L2-normalised
+text embeddings of one class are averaged and renormalised (the prompt ensemble), and an image's logits are its
+normalised features against those class vectors, scaled by 100. Metrics as CLIP_benchmark reports them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from eval.embed import embed_texts
+from eval.templates import fill
+from wit_builder.errors import WitError
+
+LOGIT_SCALE = 100.0
+
+
+def classifier_weights(model, tokenizer, classnames: list[str], templates: list[str]) -> np.ndarray:
+    """float32 [d, K]: per class the renormalised mean of its prompts' normalised text embeddings."""
+    if not classnames:
+        raise WitError("zero-shot needs at least one class name")
+    if not templates:
+        raise WitError("zero-shot needs at least one prompt template")
+    columns = []
+    for name in classnames:
+        prompts = [fill(t, name) for t in templates]
+        mean = embed_texts(model, tokenizer, prompts).mean(axis=0)
+        columns.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def zero_shot_logits(image_features: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """[n, K] logits: 100 x cosine similarity of each (normalised) image to each class vector."""
+    return LOGIT_SCALE * (image_features.astype(np.float32) @ weights)
+
+
+def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Share of rows whose label is among the k highest scores (a tie at the k-th place counts against)."""
+    if len(labels) == 0:
+        return float("nan")
+    k = min(k, scores.shape[1])
+    right = scores[np.arange(len(labels)), labels]
+    above = (scores > right[:, None]).sum(axis=1)
+    return float((above < k).mean())
+
+
+def mean_per_class_recall(predictions: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
+    """The mean over the classes present in `labels` of the share of their images predicted right (balanced
+    accuracy, as CLIP_benchmark reports it)."""
+    recalls = [float((predictions[labels == c] == c).mean()) for c in range(n_classes) if (labels == c).any()]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+@dataclass
+class ZeroShotResult:
+    """Metrics in CLIP_benchmark's names, and per image the prediction and its top-5 classes."""
+
+    metrics: dict[str, float]
+    predictions: np.ndarray
+    top5: np.ndarray
+    logits: np.ndarray
+
+
+def classify(image_features: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> ZeroShotResult:
+    """Zero-shot predictions and metrics (acc5 only with five classes or more, as CLIP_benchmark)."""
+    logits = zero_shot_logits(image_features, weights)
+    n_classes = weights.shape[1]
+    predictions = logits.argmax(axis=1)
+    order = np.argsort(-logits, axis=1, kind="stable")[:, : min(5, n_classes)]
+    metrics = {
+        "acc1": topk_accuracy(logits, labels, 1),
+        "acc5": topk_accuracy(logits, labels, 5) if n_classes >= 5 else float("nan"),
+        "mean_per_class_recall": mean_per_class_recall(predictions, labels, n_classes),
+    }
+    return ZeroShotResult(metrics, predictions, order, logits)

@@ -1,0 +1,126 @@
+"""Zero-shot classification: metrics equal a plain numpy computation on the same embeddings, and a checkpoint that
+OpenCLIP made (random weights, saved to disk) gives through `wit`'s evaluation the predictions OpenCLIP itself gives
+on the same images and templates (its own preprocess, tokenizer and zero-shot classifier code)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from PIL import Image
+
+from eval.embed import embed_images_local, preprocess
+from eval.model import load_eval_model
+from eval.templates import IMAGENET, fill
+from eval.zeroshot import classifier_weights, classify, mean_per_class_recall, topk_accuracy
+from trainer.config import get_config
+
+CLASSES = ["cat", "dog", "car", "tree", "boat", "house", "star"]
+TEMPLATES = ["a photo of a {c}.", "a drawing of the {c}.", "{c}"]
+
+
+def _images(n: int, seed: int = 0) -> list[bytes]:
+    """JPEG and PNG images of several sizes and modes (landscape, portrait, grey, palette-free RGBA dropped)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        w, h = int(rng.integers(20, 90)), int(rng.integers(20, 90))
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        im = Image.fromarray(pixels)
+        buf = io.BytesIO()
+        if i % 3 == 2:
+            im.convert("L").save(buf, format="PNG")
+        else:
+            im.save(buf, format="JPEG", quality=90)
+        out.append(buf.getvalue())
+    return out
+
+
+def test_metrics_equal_numpy_reference():
+    rng = np.random.default_rng(1)
+    feats = rng.normal(size=(50, 16)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    weights = rng.normal(size=(16, 7)).astype(np.float32)
+    weights /= np.linalg.norm(weights, axis=0, keepdims=True)
+    labels = rng.integers(0, 7, 50)
+    result = classify(feats, labels, weights)
+    logits = 100.0 * feats @ weights
+    ranks = np.argsort(-logits, axis=1)
+    assert result.metrics["acc1"] == pytest.approx(np.mean(ranks[:, 0] == labels))
+    assert result.metrics["acc5"] == pytest.approx(np.mean([labels[i] in ranks[i, :5] for i in range(50)]))
+    per_class = [np.mean(ranks[labels == c, 0] == c) for c in range(7) if (labels == c).any()]
+    assert result.metrics["mean_per_class_recall"] == pytest.approx(np.mean(per_class))
+    assert np.array_equal(result.predictions, ranks[:, 0])
+    assert np.array_equal(result.top5, ranks[:, :5])
+
+
+def test_topk_and_balanced_accuracy_by_hand():
+    scores = np.array([[3.0, 2.0, 1.0], [1.0, 3.0, 2.0], [1.0, 2.0, 3.0], [3.0, 1.0, 2.0]])
+    labels = np.array([0, 2, 0, 1])
+    assert topk_accuracy(scores, labels, 1) == 0.25
+    assert topk_accuracy(scores, labels, 2) == 0.5
+    assert topk_accuracy(scores, labels, 3) == 1.0
+    # class 0: 1 of 2 right, class 1: 0 of 1, class 2: 0 of 1
+    assert mean_per_class_recall(scores.argmax(1), labels, 3) == pytest.approx(0.5 / 3)
+    assert len(IMAGENET) == 80 and len(set(IMAGENET)) == 80
+    assert fill("a {} of", "x") == "a x of"
+
+
+@pytest.fixture(scope="module")
+def open_clip_checkpoint(tmp_path_factory):
+    """An OpenCLIP model of our tiny-vit architecture with random weights, saved as OpenCLIP saves it."""
+    folder = tmp_path_factory.mktemp("ockpt")
+    config = get_config("tiny-vit")
+    (folder / "wit-eval-tiny.json").write_text(json.dumps(config.to_open_clip()))
+    open_clip.add_model_config(folder / "wit-eval-tiny.json")
+    torch.manual_seed(0)
+    model, _, preprocess_val = open_clip.create_model_and_transforms("wit-eval-tiny", pretrained=None)
+    path = folder / "epoch_1.pt"
+    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    return str(path), model.eval(), preprocess_val
+
+
+def test_open_clip_checkpoint_gives_open_clips_predictions(open_clip_checkpoint):
+    from open_clip.zero_shot_classifier import build_zero_shot_classifier
+
+    path, theirs, their_preprocess = open_clip_checkpoint
+    images = _images(24)
+    ours = load_eval_model(path, model="tiny-vit")
+    # OpenCLIP's own path: its eval transform, tokenizer and zero-shot classifier
+    with torch.no_grad():
+        pixel = torch.stack([their_preprocess(Image.open(io.BytesIO(b))) for b in images])
+        their_feats = torch.nn.functional.normalize(theirs.encode_image(pixel), dim=-1)
+        their_weights = build_zero_shot_classifier(
+            theirs,
+            tokenizer=open_clip.get_tokenizer("ViT-B-32"),
+            classnames=CLASSES,
+            templates=[t.replace("{c}", "{}") for t in TEMPLATES],
+            num_classes_per_batch=3,
+            device="cpu",
+            use_tqdm=False,
+        )
+        their_logits = (100.0 * their_feats @ their_weights).numpy()
+    embedded = embed_images_local(ours.model, images, batch_size=5)
+    assert embedded.ok.all() and not embedded.skipped
+    weights = classifier_weights(ours.model, ours.tokenizer, CLASSES, TEMPLATES)
+    result = classify(embedded.features, np.zeros(len(images), dtype=np.int64), weights)
+    np.testing.assert_allclose(
+        pixel[0].numpy(), preprocess(images[0], ours.model.config.vision.image_size).numpy(), atol=1e-6
+    )
+    np.testing.assert_allclose(result.logits, their_logits, atol=2e-3)
+    assert np.array_equal(result.predictions, their_logits.argmax(axis=1))
+
+
+def test_bad_images_are_counted_not_fatal(open_clip_checkpoint):
+    ours = load_eval_model(open_clip_checkpoint[0], model="tiny-vit")
+    huge = io.BytesIO()
+    Image.new("L", (9000, 9000)).save(huge, format="PNG")
+    images = _images(3) + [b"not an image", huge.getvalue()]
+    embedded = embed_images_local(ours.model, images, batch_size=2)
+    assert embedded.ok.tolist() == [True, True, True, False, False]
+    assert embedded.features.shape == (3, ours.model.config.embed_dim)
+    assert dict(embedded.skipped) == {"bad image": 1, "image too large": 1}
