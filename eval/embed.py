@@ -90,21 +90,34 @@ def encode_images(model, batch: torch.Tensor) -> np.ndarray:
 
 
 def embed_images_local(model, images: list[bytes], batch_size: int = 64, progress: bool = False) -> EmbeddedImages:
-    """In-process embedding of `images` (encoded files), `batch_size` at a time."""
+    """In-process embedding of `images` (encoded files), `batch_size` at a time; a background thread decodes the next
+    batch while the model runs on this one (Pillow and torch both release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     size = model.config.vision.image_size
     feats, ok, skipped = [], np.zeros(len(images), dtype=bool), Counter()
-    starts = range(0, len(images), batch_size)
+    starts = list(range(0, len(images), batch_size))
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, desc="embed images", unit="batch", leave=False)
-    for start in starts:
-        batch, reasons = preprocess_batch(images[start : start + batch_size], size)
-        feats.append(encode_images(model, batch))
-        for i, reason in enumerate(reasons):
-            ok[start + i] = not reason
-            if reason:
-                skipped[reason] += 1
+        bar = tqdm(total=len(images), desc="embed images", unit="img", leave=False)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(preprocess_batch, images[0:batch_size], size) if starts else None
+        for n, start in enumerate(starts):
+            batch, reasons = pending.result()
+            if n + 1 < len(starts):
+                nxt = starts[n + 1]
+                pending = pool.submit(preprocess_batch, images[nxt : nxt + batch_size], size)
+            feats.append(encode_images(model, batch))
+            for i, reason in enumerate(reasons):
+                ok[start + i] = not reason
+                if reason:
+                    skipped[reason] += 1
+            if bar is not None:
+                bar.update(len(reasons))
+    if bar is not None:
+        bar.close()
     dim = model.config.embed_dim
     return EmbeddedImages(np.concatenate(feats) if feats else np.zeros((0, dim), np.float32), ok, skipped)
 
