@@ -1,0 +1,71 @@
+"""`wit eval data`: build every offline task and write it in CLIP_benchmark's layout, with an index `tasks.json`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from eval.datasets import EvalSet, write_eval_set
+from eval.tasks import digits, drawings, emoji, shift, text
+from eval.tasks.retrieval import retrieval_from_shards
+from wit_builder.errors import WitError
+
+TASKS = {
+    "digits": digits.build,
+    "clipart": drawings.build_clipart,
+    "stamps": drawings.build_stamps,
+    "emoji-group": emoji.build_group,
+    "emoji-subgroup": emoji.build_subgroup,
+    "rendered-text": text.build,
+    "shift-clipart": shift.build_clipart,
+    "shift-stamps": shift.build_stamps,
+    "shift-emoji": shift.build_emoji,
+}
+KINDS = {name: "classification" for name in TASKS} | {"demo-retrieval": "retrieval"}
+INDEX_FILE = "tasks.json"
+
+
+def summarize(sets: list[EvalSet], seconds: float) -> dict:
+    """What tasks.json says about one task."""
+    first = sets[0]
+    return {
+        "name": first.name,
+        "kind": first.kind,
+        "n": {s.split: len(s) for s in sets},
+        "classes": first.classnames,
+        "note": first.note,
+        "skipped": {s.split: s.skipped for s in sets if s.skipped},
+        "seconds": round(seconds, 2),
+    }
+
+
+def build_tasks(
+    out_dir: str, names: list[str] | None = None, progress: bool = True, shards: list[str] | None = None
+) -> dict[str, dict]:
+    """Write each named task (default: all of TASKS) to out_dir/NAME/ and index them in out_dir/tasks.json (merged
+    with what is already there). `shards`, when given, adds the `demo-retrieval` set built from those shards."""
+    chosen = list(TASKS) if names is None else list(names)
+    unknown = [n for n in chosen if n not in TASKS]
+    if unknown:
+        raise WitError(f"unknown evaluation task(s) {unknown}: choose from {', '.join(TASKS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index_path = out / INDEX_FILE
+    index = json.loads(index_path.read_text()) if index_path.exists() else {}
+    summaries: dict[str, dict] = {}
+    jobs = [(n, TASKS[n]) for n in chosen]
+    if shards:
+        jobs.append(("demo-retrieval", lambda: (retrieval_from_shards(shards),)))
+    for name, builder in jobs:
+        started = time.time()
+        sets = list(builder())
+        write_eval_set(str(out / name), sets)
+        summaries[name] = summarize(sets, time.time() - started)
+        if progress:
+            counts = ", ".join(f"{k} {v}" for k, v in summaries[name]["n"].items())
+            print(f"eval data: {name}: {counts} ({summaries[name]['seconds']} s)", file=sys.stderr)
+    index.update(summaries)
+    index_path.write_text(json.dumps(index, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return summaries
