@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eval.embed import embed_texts
+from eval.linear_probe import accuracy, mean_per_class_recall
 from eval.templates import fill
 from wit_builder.errors import WitError
 
@@ -34,23 +35,6 @@ def zero_shot_logits(image_features: np.ndarray, weights: np.ndarray) -> np.ndar
     return LOGIT_SCALE * (image_features.astype(np.float32) @ weights)
 
 
-def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
-    """Share of rows whose label is among the k highest scores (a tie at the k-th place counts against)."""
-    if len(labels) == 0:
-        return float("nan")
-    k = min(k, scores.shape[1])
-    right = scores[np.arange(len(labels)), labels]
-    above = (scores > right[:, None]).sum(axis=1)
-    return float((above < k).mean())
-
-
-def mean_per_class_recall(predictions: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
-    """The mean over the classes present in `labels` of the share of their images predicted right (balanced
-    accuracy, as CLIP_benchmark reports it)."""
-    recalls = [float((predictions[labels == c] == c).mean()) for c in range(n_classes) if (labels == c).any()]
-    return float(np.mean(recalls)) if recalls else float("nan")
-
-
 @dataclass
 class ZeroShotResult:
     """Metrics in CLIP_benchmark's names, and per image the prediction and its top-5 classes."""
@@ -68,8 +52,8 @@ def classify(image_features: np.ndarray, labels: np.ndarray, weights: np.ndarray
     predictions = logits.argmax(axis=1)
     order = np.argsort(-logits, axis=1, kind="stable")[:, : min(5, n_classes)]
     metrics = {
-        "acc1": topk_accuracy(logits, labels, 1),
-        "acc5": topk_accuracy(logits, labels, 5) if n_classes >= 5 else float("nan"),
+        "acc1": accuracy(logits, labels, 1),
+        "acc5": accuracy(logits, labels, 5) if n_classes >= 5 else float("nan"),
         "mean_per_class_recall": mean_per_class_recall(predictions, labels, n_classes),
     }
     return ZeroShotResult(metrics, predictions, order, logits)

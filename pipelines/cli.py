@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "queries": "pipelines.build_queries",
     "build": "pipelines.build_wit",
     "train": "pipelines.train",
+    "eval": "pipelines.evaluate",
     "export": "pipelines.export",
     "tokenizer": "pipelines.tokenizer",
     "sql": "pipelines.sql",
@@ -40,8 +41,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     cannot take the others down). Without it, every module is imported for `wit --help`."""
     parser = argparse.ArgumentParser(
         prog="wit",
-        description="Build a WIT-like image-text corpus as in the CLIP paper: the query list, curation of a candidate "
-        "pool, the download into WebDataset shards, and SQL over every table.",
+        description="Rebuild CLIP as in the paper: the query list, curation of a candidate pool and its download "
+        "into WebDataset shards, training on them, evaluation (zero-shot, retrieval, linear probes), and SQL over "
+        "every table.",
         parents=[_common()],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

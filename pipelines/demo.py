@@ -7,7 +7,9 @@
               (normalise, language, match, balance) then download the kept pairs from the served web into
               WebDataset shards; prints the funnel, the per-query distribution, shards, images/s and failures
   5. train    `ray job submit ... python pipelines/train.py`: a small CLIP (tiny-vit) trained on every shard but the
-              last, then image-text retrieval on the held-out last shard, next to chance
+              last; its loss curve
+  6. eval     the offline evaluation tasks (`wit eval data`, plus retrieval on the held-out last shard), then the
+              trained model on each: zero-shot and linear-probe accuracy, retrieval recall, next to chance
 
 A second run reuses what is up to date and finishes in seconds. Inspect the results with `wit sql OUT/web ...`.
 """
@@ -48,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild every step, even when up to date")
 
 
-STEPS = 5
+STEPS = 6
 TRAIN_MODEL = "tiny-vit"  # trains at ~100 samples/s on 2 CPU cores
 TRAIN_BATCH = 64
 
@@ -93,13 +95,18 @@ def run(args: argparse.Namespace) -> int:
             start = _step(5, f"train: ray job submit pipelines/train.py ({TRAIN_MODEL}, {args.train_epochs} epoch(s))")
             trained = _train(out, manifest["out"], args.train_epochs, force=inputs_changed or args.force)
             timings["train"] = time.time() - start
+        evaluated = None
+        if trained:
+            start = _step(6, "eval: zero-shot, linear probe and retrieval on the offline tasks")
+            evaluated = _evaluate(out, manifest["out"], trained["run"], force=inputs_changed or args.force)
+            timings["eval"] = time.time() - start
     finally:
         if started_head:
             from pipelines.ray_cluster import stop_head
 
             print("\nstopping the Ray head this demo started", flush=True)
             stop_head()
-    _print_summary(out, web_dir, web, result, queries, manifest, trained, timings)
+    _print_summary(out, web_dir, web, result, queries, manifest, trained, evaluated, timings)
     return 0
 
 
@@ -120,7 +127,7 @@ def _check(web_dir: str, base_url: str, n: int, seed: int):
     return result
 
 
-def _print_summary(out, web_dir, web, result, queries, manifest, trained, timings) -> None:
+def _print_summary(out, web_dir, web, result, queries, manifest, trained, evaluated, timings) -> None:
     build_dir = manifest["out"]
     print("\n== summary ==")
     print(f"  web      {web.pairs:>9,} candidate pairs, {web.images:,} images, {web.urls:,} URLs   {web_dir}")
@@ -142,6 +149,8 @@ def _print_summary(out, web_dir, web, result, queries, manifest, trained, timing
     )
     if trained:
         print(f"  train    {trained['line']}")
+    if evaluated:
+        print(f"  eval     {evaluated['line']}")
     print("  time     " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f'\nTry: wit sql {web_dir} "SELECT source, count(*) AS pairs FROM pool GROUP BY 1 ORDER BY 2 DESC LIMIT 10"')
     print(
@@ -296,26 +305,73 @@ def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
         f"{summary.get('steps', 0):,} steps of {TRAIN_MODEL}, final loss {summary.get('final_loss', float('nan')):.3f}, "
         f"{summary.get('samples_per_s_run', 0):.0f} samples/s"
     )
-    if held_out is None:
-        print("train: no held-out shard (the corpus has one shard): retrieval not measured")
-        return {"line": line + f"   {run}"}
+    return {"line": line + f"   {run}", "run": run}
 
-    from eval.retrieval import embed_shards, recall_at_k
-    from trainer.export import load_run_model
 
-    model, step = load_run_model(run)
-    images, texts, skipped = embed_shards(model, f"{folder.shards}/{held_out}.tar")
-    recall = recall_at_k(images, texts, ks=(1, 5))
-    n = images.shape[0]
-    print(f"held-out retrieval on shard {held_out} ({n:,} pairs never trained on; checkpoint of step {step:,}):")
-    for direction in ("image_to_text", "text_to_image"):
-        r1, r5 = recall[f"{direction}_R@1"], recall[f"{direction}_R@5"]
-        print(
-            f"  {direction.replace('_', ' '):<14} R@1 {100 * r1:5.1f} %   R@5 {100 * r5:5.1f} %   "
-            f"(chance {100 / n:.2f} % / {500 / n:.2f} %)"
+def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
+    """Write the offline tasks (and demo-retrieval from the held-out last shard) once, then evaluate the trained
+    model on every one: zero-shot and linear probe for the classification tasks, recall for retrieval."""
+    import sys
+
+    from eval.model import load_eval_model
+    from eval.report import write_results
+    from eval.run import EvalOptions, Evaluator
+    from eval.tasks import KINDS, SHIFT_TASKS, available_tasks, build_tasks
+    from pipelines.evaluate import held_out_shard
+    from wit_builder.layout import BuildFolder
+
+    data_dir = os.path.join(out, "eval-data")
+    if force or not os.path.exists(os.path.join(data_dir, "tasks.json")):
+        held_out = len(BuildFolder(build_dir).finished_shards()) >= 2  # else training saw every shard
+        build_tasks(data_dir, None, progress=True, shards=[held_out_shard(build_dir)] if held_out else None)
+    else:
+        print(f"eval data: {data_dir} is up to date; --force writes it again")
+    model = load_eval_model(run)
+    evaluator = Evaluator(model, EvalOptions(data_dir=data_dir, progress=sys.stderr.isatty()))
+    records, rows = [], []
+    for name in available_tasks(data_dir):
+        if name in SHIFT_TASKS:
+            continue
+        if KINDS.get(name) == "retrieval":
+            result = evaluator.retrieval(name).record
+            records.append(result)
+            n = len(evaluator.features(name, "test").keys)
+            m = result["metrics"]
+            rows.append(
+                (
+                    name,
+                    f"{n:,} images",
+                    "-",
+                    "-",
+                    f"{100 * m['text_retrieval_recall@1']:.1f} / {100 * m['image_retrieval_recall@1']:.1f}",
+                    f"{100 / max(n, 1):.2f}",
+                )
+            )
+            continue
+        zs = evaluator.zeroshot(name).record
+        lp = evaluator.linear_probe(name).record
+        records += [zs, lp]
+        k = len(evaluator.eval_set(name, "test").classnames)
+        n = len(evaluator.features(name, "test").keys)
+        rows.append(
+            (
+                name,
+                f"{k} classes, {n:,} test",
+                f"{100 * zs['metrics']['acc1']:.1f}",
+                f"{100 * lp['metrics']['lp_acc1']:.1f}",
+                "-",
+                f"{100 / k:.1f}",
+            )
         )
-    r1 = recall["image_to_text_R@1"]
-    return {"line": line + f"; held-out image->text R@1 {100 * r1:.1f} % (chance {100 / n:.2f} %)   {run}"}
+    write_results(os.path.join(out, "eval", "results.json"), records, [])
+    header = ("task", "test set", "zero-shot top-1 %", "linear probe top-1 %", "R@1 i->t / t->i %", "chance %")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  " + "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    zs_rows = [r for r in rows if r[2] != "-"]
+    above = sum(float(r[2]) > float(r[5]) for r in zs_rows)
+    print(f'results: {out}/eval/results.json (wit sql {out}/eval "SELECT * FROM results")')
+    return {"line": f"zero-shot above chance on {above} of {len(zs_rows)} tasks   {out}/eval/results.json"}
 
 
 def _print_loss_curve(run: str, batch: int) -> None:

@@ -1,6 +1,7 @@
 """DuckDB views over the Parquet files of a folder, so `wit sql OUT "SELECT ..."` can name tables.
 
-A run folder of `wit train` has one JSON-lines table, `metrics` (RUN/metrics.jsonl, read with read_json_auto).
+A run folder of `wit train` has one JSON-lines table, `metrics` (RUN/metrics.jsonl, read with read_json_auto); the
+folder of `wit eval --out` has `results` and, with --per-example, `predictions`.
 
 TABLES maps a view name to where its rows are (relative to the folder) and the columns it must have. A folder gets
 a view for every table it holds; a single .parquet file is exposed under its stem. A build folder's `samples` view
@@ -77,6 +78,18 @@ TABLES: tuple[Table, ...] = (
         ("uid", "key", "status"),
         "one row per attempted download of a finished shard: status, error_message, sizes, sha256 (wit build)",
         finder=_finished_sample_tables,
+    ),
+    Table(
+        "results",
+        ("results.parquet",),
+        ("dataset", "task", "metric", "value"),
+        "one row per metric of an evaluation: dataset, model, task, metric, value (wit eval)",
+    ),
+    Table(
+        "predictions",
+        ("predictions.parquet",),
+        ("dataset", "task", "key", "label", "prediction", "correct"),
+        "one row per test image of an evaluation run with --per-example (wit eval)",
     ),
     Table(
         "metrics",

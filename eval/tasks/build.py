@@ -24,7 +24,21 @@ TASKS = {
     "shift-emoji": shift.build_emoji,
 }
 KINDS = {name: "classification" for name in TASKS} | {"demo-retrieval": "retrieval"}
+SHIFT_TASKS = ("shift-clipart", "shift-stamps", "shift-emoji")  # one class list: the robustness study's sources
 INDEX_FILE = "tasks.json"
+
+
+def available_tasks(data_dir: str | None = None) -> list[str]:
+    """The tasks `wit eval data` wrote under `data_dir` (default $WIT_CACHE/eval), in TASKS order; a WitError that
+    says how to write them when there are none."""
+    from eval.datasets import default_data_dir
+
+    root = Path(data_dir) if data_dir else default_data_dir()
+    index = root / INDEX_FILE
+    if not index.exists():
+        raise WitError(f"no evaluation tasks under {root}: write them with `wit eval data --out {root}`")
+    written = json.loads(index.read_text())
+    return [n for n in KINDS if n in written] + sorted(n for n in written if n not in KINDS)
 
 
 def summarize(sets: list[EvalSet], seconds: float) -> dict:
