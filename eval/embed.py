@@ -9,6 +9,7 @@ counted skip (`EmbeddedImages.skipped`, by reason) and its row is marked in `ok`
 from __future__ import annotations
 
 import io
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -54,7 +55,9 @@ def preprocess(data: bytes, image_size: int, max_area: int = DEFAULT_MAX_IMAGE_A
         top, left = int(round((h - image_size) / 2.0)), int(round((w - image_size) / 2.0))
         im = im.crop((left, top, left + image_size, top + image_size))
         if im.mode != "RGB":
-            im = im.convert("RGB")
+            with warnings.catch_warnings():  # palette transparency is dropped, as OpenCLIP's convert("RGB") drops it
+                warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+                im = im.convert("RGB")
         x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
     mean = torch.tensor(MEAN).view(3, 1, 1)
     std = torch.tensor(STD).view(3, 1, 1)
@@ -126,11 +129,13 @@ class _Embedder:
     """A Ray Data actor: the model is built once per actor from its state, then embeds batches of image bytes."""
 
     def __init__(self, config, state):
+        import ray
+
         from trainer.models.clip import CLIP
 
         torch.set_num_threads(1)
         self.model = CLIP(config)
-        self.model.load_state_dict(state)
+        self.model.load_state_dict(ray.get(state) if isinstance(state, ray.ObjectRef) else state)
         self.model.eval()
 
     def __call__(self, rows: dict) -> dict:
@@ -153,7 +158,9 @@ def embed_images_ray(model, images: list[bytes], batch_size: int = 64, actors: i
     n_actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     table = pa.table({"index": np.arange(len(images), dtype=np.int64), "image": pa.array(images, pa.binary())})
-    ds = ray.data.from_arrow(table).repartition(max(1, min(len(images) // batch_size, n_actors * 4)))
+    blocks = max(1, min(len(images) // batch_size, n_actors * 4))  # blocks made here: no repartition task to wait on
+    step = -(-len(images) // blocks)
+    ds = ray.data.from_arrow([table.slice(i, step) for i in range(0, len(images), step)])
     ds = ds.map_batches(
         _Embedder,
         fn_constructor_args=(model.config, ray.put(state)),

@@ -35,8 +35,9 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     ]
     first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for step in ("== 1/5 web", "== 2/5 serve", "== 3/5 queries", "== 4/5 build", "== 5/5 train", "== summary =="):
-        assert step in first.stdout
+    steps = ("1/6 web", "2/6 serve", "3/6 queries", "4/6 build", "5/6 train", "6/6 eval", "summary ==")
+    for step in steps:
+        assert f"== {step}" in first.stdout
     build = out / "build-cap5"
     manifest = json.loads((build / "manifest.json").read_text())
     con = duckdb.connect()
@@ -47,6 +48,14 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     run = json.loads((out / "run-tiny-vit" / "summary.json").read_text())  # trained on the demo's shards
     assert run["steps"] >= 1 and f"{run['steps']:,} steps of tiny-vit" in first.stdout
     assert "loss curve: step " in first.stdout
+    results = json.loads((out / "eval" / "results.json").read_text())  # every offline classification task, 2 ways
+    tasks = json.loads((out / "eval-data" / "tasks.json").read_text())
+    classification = [n for n, t in tasks.items() if t["kind"] == "classification" and not n.startswith("shift-")]
+    assert sorted((r["dataset"], r["task"]) for r in results) == sorted(
+        (n, t) for n in classification for t in ("zeroshot_classification", "linear_probe")
+    )
+    for name in classification:
+        assert f"  {name} " in first.stdout  # a row of the printed table
     output = first.stdout + first.stderr  # a quiet log: no warning floods, no traceback from stopping the head
     assert "Terminated with signal" not in output and "Traceback" not in output
     assert "DecompressionBombWarning" not in output
@@ -55,3 +64,4 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert "is up to date" in second.stdout and "finished shards reused" in second.stdout
     assert f"{out}/run-tiny-vit is up to date" in second.stdout
+    assert f"eval data: {out}/eval-data is up to date" in second.stdout
