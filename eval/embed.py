@@ -36,6 +36,11 @@ class EmbeddedImages:
 def preprocess(data: bytes, image_size: int, max_area: int = DEFAULT_MAX_IMAGE_AREA) -> torch.Tensor:
     """float32 [3, S, S]: resize so the shorter side is S (the longer one truncated as torchvision does), bicubic,
     center crop, RGB, CLIP's normalisation. Raises ValueError with the reason when the image is refused."""
+    return _normalise(torch.from_numpy(crop_rgb(data, image_size, max_area))[None])[0]
+
+
+def crop_rgb(data: bytes, image_size: int, max_area: int = DEFAULT_MAX_IMAGE_AREA) -> np.ndarray:
+    """uint8 [S, S, 3]: the pixels of `preprocess` before normalisation."""
     from PIL import Image
 
     refused = check_image(data, max_area)
@@ -58,23 +63,30 @@ def preprocess(data: bytes, image_size: int, max_area: int = DEFAULT_MAX_IMAGE_A
             with warnings.catch_warnings():  # palette transparency is dropped, as OpenCLIP's convert("RGB") drops it
                 warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
                 im = im.convert("RGB")
-        x = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
-    mean = torch.tensor(MEAN).view(3, 1, 1)
-    std = torch.tensor(STD).view(3, 1, 1)
-    return (x - mean) / std
+        return np.asarray(im, dtype=np.uint8)
+
+
+_MEAN = torch.tensor(MEAN).view(1, 3, 1, 1)
+_STD = torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def _normalise(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 [n, S, S, 3] -> float32 [n, 3, S, S] in CLIP's normalisation (one pass over the batch)."""
+    return (pixels.permute(0, 3, 1, 2).float().div_(255) - _MEAN) / _STD
 
 
 def preprocess_batch(images: list[bytes], image_size: int) -> tuple[torch.Tensor, list[str]]:
     """The good images of a batch stacked [m, 3, S, S], and per input "" (good) or the reason it was skipped."""
-    tensors, reasons = [], []
+    crops, reasons = [], []
     for data in images:
         try:
-            tensors.append(preprocess(bytes(data), image_size))
+            crops.append(crop_rgb(bytes(data), image_size))
             reasons.append("")
         except Exception as err:  # noqa: BLE001 - any decoder failure is one skipped image, never a crash
             reasons.append(_reason(err))
-    stacked = torch.stack(tensors) if tensors else torch.zeros((0, 3, image_size, image_size))
-    return stacked, reasons
+    if not crops:
+        return torch.zeros((0, 3, image_size, image_size)), reasons
+    return _normalise(torch.from_numpy(np.stack(crops))), reasons
 
 
 def _reason(err: Exception) -> str:
