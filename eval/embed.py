@@ -36,7 +36,7 @@ class EmbeddedImages:
 def preprocess(data: bytes, image_size: int, max_area: int = DEFAULT_MAX_IMAGE_AREA) -> torch.Tensor:
     """float32 [3, S, S]: resize so the shorter side is S (the longer one truncated as torchvision does), bicubic,
     center crop, RGB, CLIP's normalisation. Raises ValueError with the reason when the image is refused."""
-    return _normalise(torch.from_numpy(crop_rgb(data, image_size, max_area))[None])[0]
+    return _normalise(torch.from_numpy(crop_rgb(data, image_size, max_area).copy())[None])[0]
 
 
 def crop_rgb(data: bytes, image_size: int, max_area: int = DEFAULT_MAX_IMAGE_AREA) -> np.ndarray:
