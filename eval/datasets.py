@@ -426,8 +426,13 @@ def _load_folder(root: Path, split: str) -> EvalSet:
                 keys.append(path.relative_to(base).with_suffix("").as_posix())
                 images.append(data)
                 labels.append(label)
+    return _classification_set(root.name, split, keys, images, labels, names, skipped, str(root))
+
+
+def _classification_set(name, split, keys, images, labels, names, skipped, source) -> EvalSet:
+    """A labelled set read from a user's files (no templates of its own: the evaluation picks them)."""
     return EvalSet(
-        name=root.name,
+        name=name,
         split=split,
         keys=_unique(keys),
         images=images,
@@ -436,7 +441,7 @@ def _load_folder(root: Path, split: str) -> EvalSet:
         classnames=names,
         templates=None,
         skipped=skipped,
-        source=str(root),
+        source=source,
     )
 
 
@@ -499,18 +504,7 @@ def _load_table(kind: str, p: Path, split: str, names: list[str] | None, allow_h
         keys.append(_row_key(r, where))
         images.append(data)
         labels.append(label)
-    return EvalSet(
-        name=p.stem,
-        split=split,
-        keys=_unique(keys),
-        images=images,
-        labels=np.asarray(labels, dtype=np.int64),
-        captions=None,
-        classnames=names,
-        templates=None,
-        skipped=skipped,
-        source=str(p),
-    )
+    return _classification_set(p.stem, split, keys, images, labels, names, skipped, str(p))
 
 
 def _table_label(value, index: dict[str, int], n: int, by_name: bool) -> int | None:

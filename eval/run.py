@@ -132,20 +132,9 @@ class Evaluator:
         feats = self.features(dataset, "test")
         _need_labels(feats, dataset)
         result = classify(feats.x, feats.labels, self.class_weights(feats.data, templates))
-        predictions = None
-        if self.options.per_example:
-            names = feats.data.classnames
-            predictions = pa.table(
-                {
-                    "dataset": [feats.data.name] * len(feats.keys),
-                    "task": ["zeroshot"] * len(feats.keys),
-                    "key": feats.keys,
-                    "label": [names[i] for i in feats.labels],
-                    "prediction": [names[i] for i in result.predictions],
-                    "correct": (result.predictions == feats.labels).tolist(),
-                    "top5": [[names[i] for i in row] for row in result.top5],
-                }
-            )
+        predictions = (
+            _predictions(feats, "zeroshot", result.predictions, result.top5) if self.options.per_example else None
+        )
         return TaskResult(self._record(feats.data, "zeroshot", result.metrics), dict(feats.skipped), predictions)
 
     def retrieval(self, dataset: str) -> TaskResult:
@@ -180,19 +169,7 @@ class Evaluator:
             "C": probe.C,
             "val_acc1": probe.val_accuracy,
         }
-        predictions = None
-        if self.options.per_example:
-            names = test.data.classnames
-            predictions = pa.table(
-                {
-                    "dataset": [test.data.name] * len(test.keys),
-                    "task": ["linear-probe"] * len(test.keys),
-                    "key": test.keys,
-                    "label": [names[i] for i in test.labels],
-                    "prediction": [names[i] for i in probe.predictions],
-                    "correct": (probe.predictions == test.labels).tolist(),
-                }
-            )
+        predictions = _predictions(test, "linear-probe", probe.predictions) if self.options.per_example else None
         skipped = dict(Counter({f"train: {k}": v for k, v in train.skipped.items()}) + test.skipped)
         return TaskResult(self._record(test.data, "linear-probe", metrics), skipped, predictions)
 
@@ -264,6 +241,22 @@ class Evaluator:
             "metrics": {k: float(v) for k, v in metrics.items()},
             "language": "en",
         }
+
+
+def _predictions(feats: Features, task: str, predicted: np.ndarray, top5: np.ndarray | None = None) -> pa.Table:
+    """One row per test image: dataset, task, key, label, prediction, correct (and the top-5 classes)."""
+    names = feats.data.classnames
+    columns = {
+        "dataset": [feats.data.name] * len(feats.keys),
+        "task": [task] * len(feats.keys),
+        "key": feats.keys,
+        "label": [names[i] for i in feats.labels],
+        "prediction": [names[i] for i in predicted],
+        "correct": (predicted == feats.labels).tolist(),
+    }
+    if top5 is not None:
+        columns["top5"] = [[names[i] for i in row] for row in top5]
+    return pa.table(columns)
 
 
 def _save_plot(result, folder: str, name: str, plot) -> str:
