@@ -311,6 +311,7 @@ def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
 def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
     """Write the offline tasks (and demo-retrieval from the held-out last shard) once, then evaluate the trained
     model on every one: zero-shot and linear probe for the classification tasks, recall for retrieval."""
+    import json
     import sys
 
     from eval.model import load_eval_model
@@ -326,9 +327,17 @@ def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
         build_tasks(data_dir, None, progress=True, shards=[held_out_shard(build_dir)] if held_out else None)
     else:
         print(f"eval data: {data_dir} is up to date; --force writes it again")
+    saved = os.path.join(out, "eval", "demo.json")
+    run_summary = os.path.join(run, "summary.json")
+    if not force and os.path.exists(saved) and os.path.getmtime(saved) >= os.path.getmtime(run_summary):
+        done = json.loads(open(saved).read())
+        print(done["table"])
+        print(f"eval: {out}/eval is up to date (the run has not changed); --force evaluates again")
+        return done
     model = load_eval_model(run)
-    evaluator = Evaluator(model, EvalOptions(data_dir=data_dir, progress=sys.stderr.isatty()))
-    records, rows = [], []
+    options = EvalOptions(data_dir=data_dir, per_example=True, progress=sys.stderr.isatty())
+    evaluator = Evaluator(model, options)
+    records, rows, predictions = [], [], []
     for name in available_tasks(data_dir):
         if name in SHIFT_TASKS:
             continue
@@ -348,9 +357,10 @@ def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
                 )
             )
             continue
-        zs = evaluator.zeroshot(name).record
-        lp = evaluator.linear_probe(name).record
+        zs_result, lp_result = evaluator.zeroshot(name), evaluator.linear_probe(name)
+        zs, lp = zs_result.record, lp_result.record
         records += [zs, lp]
+        predictions += [zs_result.predictions, lp_result.predictions]
         k = len(evaluator.eval_set(name, "test").classnames)
         n = len(evaluator.features(name, "test").keys)
         rows.append(
@@ -363,15 +373,24 @@ def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
                 f"{100 / k:.1f}",
             )
         )
-    write_results(os.path.join(out, "eval", "results.json"), records, [])
+    write_results(os.path.join(out, "eval", "results.json"), records, predictions)
     header = ("task", "test set", "zero-shot top-1 %", "linear probe top-1 %", "R@1 i->t / t->i %", "chance %")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  " + "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    table = "\n".join(
+        "  " + "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        for r in [header, *rows]
+    )
+    print(table)
     zs_rows = [r for r in rows if r[2] != "-"]
     above = sum(float(r[2]) > float(r[5]) for r in zs_rows)
     print(f'results: {out}/eval/results.json (wit sql {out}/eval "SELECT * FROM results")')
-    return {"line": f"zero-shot above chance on {above} of {len(zs_rows)} tasks   {out}/eval/results.json"}
+    done = {
+        "table": table,
+        "line": f"zero-shot above chance on {above} of {len(zs_rows)} tasks   {out}/eval/results.json",
+    }
+    with open(saved, "w") as handle:
+        json.dump(done, handle)
+    return done
 
 
 def _print_loss_curve(run: str, batch: int) -> None:

@@ -56,6 +56,8 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     )
     for name in classification:
         assert f"  {name} " in first.stdout  # a row of the printed table
+    per_example = con.execute(f"SELECT count(DISTINCT dataset) FROM '{out}/eval/predictions.parquet'").fetchone()[0]
+    assert per_example == len(classification)  # what the overlap report joins on
     output = first.stdout + first.stderr  # a quiet log: no warning floods, no traceback from stopping the head
     assert "Terminated with signal" not in output and "Traceback" not in output
     assert "DecompressionBombWarning" not in output
@@ -65,3 +67,4 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     assert "is up to date" in second.stdout and "finished shards reused" in second.stdout
     assert f"{out}/run-tiny-vit is up to date" in second.stdout
     assert f"eval data: {out}/eval-data is up to date" in second.stdout
+    assert f"eval: {out}/eval is up to date" in second.stdout and "  digits " in second.stdout
