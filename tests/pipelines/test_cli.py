@@ -2,10 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from pipelines import cli
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def wit(*args, **kw):
@@ -48,3 +51,17 @@ def test_ray_env_prints_the_shared_settings():
     assert done.returncode == 0
     assert "export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0" in done.stdout
     assert "export RAY_AUTH_MODE=disabled" in done.stdout
+
+
+SCRIPTS = sorted(p.name for p in (ROOT / "pipelines").glob("*.py") if "run_script(sys.modules" in p.read_text())
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_pipeline_scripts_run_from_anywhere(script, tmp_path):
+    """What `ray job submit -- python pipelines/<script>` runs: the script itself, the same flags as its subcommand,
+    even from another folder (a script's own folder comes first on sys.path and must not shadow the packages)."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / script), "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage:" in done.stdout and "--debug" in done.stdout
