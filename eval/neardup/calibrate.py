@@ -1,0 +1,136 @@
+"""Held-out validation pairs (transformed copies versus hard negatives of the same category) and the threshold
+calibration on their scores: the precision/recall curve, ROC AUC and the operating point."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from eval.neardup.augment import augment
+from eval.neardup.hashes import sha256_hex
+from eval.neardup.images import decode, encode_png
+from wit_builder.errors import WitError
+
+
+@dataclass
+class PairSet:
+    """Labelled image pairs: `first[i]` and `second[i]` are encoded images; labels True for a near-duplicate."""
+
+    first: list[bytes]
+    second: list[bytes]
+    labels: np.ndarray
+
+
+@dataclass
+class Curve:
+    """Per distinct score, descending: predicting 'duplicate' when score >= threshold gives these rates."""
+
+    thresholds: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    fpr: np.ndarray
+
+
+@dataclass
+class Calibration:
+    """The operating point (lowest threshold whose precision reaches the target), ROC AUC, and the whole curve."""
+
+    threshold: float
+    precision: float
+    recall: float
+    auc: float
+    curve: Curve
+
+
+def validation_pairs(
+    images: list[bytes],
+    groups: Sequence,
+    n_pos: int,
+    n_neg: int,
+    rng: np.random.Generator,
+    max_side: int = 256,
+    n_ops: tuple[int, int] = (1, 3),
+) -> PairSet:
+    """n_pos (image, augmented copy) pairs and n_neg (image, another image of the same group) pairs, shuffled. Pass
+    only images the detector was not trained on. Copies are made from the image shrunk to `max_side` and saved as PNG
+    (JPEG when the jpeg transform ran), as a re-hosted thumbnail would be; byte-identical negatives are left out."""
+    if len(images) != len(groups):
+        raise WitError(f"validation_pairs got {len(images)} images but {len(groups)} groups: pass one group per image")
+    decodable = [i for i, data in enumerate(images) if decode(data)[0] is not None]
+    if not decodable:
+        raise WitError("validation_pairs got no decodable image")
+    digests = {i: sha256_hex(images[i]) for i in decodable}
+    by_group: dict = {}
+    for i in decodable:
+        by_group.setdefault(groups[i], []).append(i)
+    pairable = [g for g, members in by_group.items() if len({digests[i] for i in members}) >= 2]
+    if n_neg and not pairable:
+        raise WitError("validation_pairs found no group with two different images: hard negatives need them")
+    first, second, labels = [], [], []
+    for i in rng.choice(decodable, size=n_pos, replace=n_pos > len(decodable)):
+        image = decode(images[int(i)])[0].convert("RGBA")
+        image.thumbnail((max_side, max_side), Image.BILINEAR)
+        first.append(images[int(i)])
+        second.append(encode_png(augment(image, rng, n_ops)))
+        labels.append(True)
+    while len(labels) < n_pos + n_neg:
+        members = by_group[pairable[int(rng.integers(len(pairable)))]]
+        a, b = (int(x) for x in rng.choice(members, size=2, replace=False))
+        if digests[a] == digests[b]:
+            continue
+        first.append(images[a])
+        second.append(images[b])
+        labels.append(False)
+    order = rng.permutation(len(labels))
+    return PairSet([first[i] for i in order], [second[i] for i in order], np.array(labels, dtype=bool)[order])
+
+
+def pr_curve(scores: np.ndarray, labels: np.ndarray) -> Curve:
+    """Precision, recall and false-positive rate at every distinct score (tied scores move together)."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).astype(bool).reshape(-1)
+    if scores.shape != labels.shape:
+        raise WitError(f"calibration got {scores.size} scores but {labels.size} labels: they must pair up")
+    if not np.isfinite(scores).all():
+        raise WitError("calibration scores contain NaN or infinity: drop the pairs whose images could not be scored")
+    n_pos = int(labels.sum())
+    if n_pos == 0 or n_pos == labels.size:
+        raise WitError(f"calibration needs both positive and negative pairs (got {n_pos} of {labels.size} positive)")
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    last_of_tie = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]
+    tp = np.cumsum(y)[last_of_tie]
+    fp = (last_of_tie + 1) - tp
+    return Curve(s[last_of_tie], tp / (tp + fp), tp / n_pos, fp / (labels.size - n_pos))
+
+
+def roc_auc(curve: Curve) -> float:
+    """Area under the ROC curve by the trapezoid through (0, 0) and every distinct threshold (ties count half)."""
+    return float(np.trapezoid(np.r_[0.0, curve.recall], np.r_[0.0, curve.fpr]))
+
+
+def calibrate(scores: np.ndarray, labels: np.ndarray, min_precision: float = 0.99) -> Calibration:
+    """The lowest threshold whose precision >= min_precision, with its precision and recall, and the ROC AUC. When
+    no threshold reaches it the threshold is +inf (flag nothing): precision 1.0 by convention, recall 0.0."""
+    curve = pr_curve(scores, labels)
+    good = np.nonzero(curve.precision >= min_precision)[0]
+    auc = roc_auc(curve)
+    if good.size == 0:
+        return Calibration(float("inf"), 1.0, 0.0, auc, curve)
+    k = int(good[-1])
+    return Calibration(float(curve.thresholds[k]), float(curve.precision[k]), float(curve.recall[k]), auc, curve)
+
+
+def recall_at_precision(curve: Curve, min_precision: float) -> float:
+    """Best recall among thresholds whose precision >= min_precision (0.0 if none)."""
+    good = curve.precision >= min_precision
+    return float(curve.recall[good].max()) if good.any() else 0.0
+
+
+def precision_at_recall(curve: Curve, min_recall: float) -> float:
+    """Best precision among thresholds whose recall >= min_recall."""
+    good = curve.recall >= min_recall
+    return float(curve.precision[good].max()) if good.any() else 0.0
