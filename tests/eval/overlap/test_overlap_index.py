@@ -72,3 +72,11 @@ def test_bad_input_is_a_wit_error(tmp_path):
         index.search(np.ones((1, 8)), k=9)
     with pytest.raises(WitError, match="no overlap index"):
         load_index(str(tmp_path))
+
+
+def test_the_benchmark_runs_on_a_small_size(capsys):
+    from benchmarks.bench_overlap_index import main
+
+    main(["--sizes", "12000", "--dim", "16", "--queries", "40"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "exact" in lines[1] and "ivfpq" in lines[2]
