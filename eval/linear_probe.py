@@ -185,34 +185,12 @@ class ProbeResult:
 
 
 def linear_probe(
-    train_x: np.ndarray,
-    train_y: np.ndarray,
-    test_x: np.ndarray,
-    test_y: np.ndarray,
-    *,
-    val_x: np.ndarray | None = None,
-    val_y: np.ndarray | None = None,
-    val_fraction: float = 0.2,
-    seed: int = 0,
-    c_range: tuple[float, float] = (1e-6, 1e6),
-    coarse_steps: int = 13,
-    fine_steps: int = 8,
-    max_iter: int = 1000,
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, **fit
 ) -> ProbeResult:
     """The paper's probe: C swept on the validation split (val_x/val_y, or `stratified_split` of train with
-    `seed`, where one-example classes stay in train), then refit on train + val with that C and scored on test."""
-    clf, c, val_acc, sweep, n_train, n_val, n_classes = fit_probe(
-        train_x,
-        train_y,
-        val_x=val_x,
-        val_y=val_y,
-        val_fraction=val_fraction,
-        seed=seed,
-        c_range=c_range,
-        coarse_steps=coarse_steps,
-        fine_steps=fine_steps,
-        max_iter=max_iter,
-    )
+    `seed`, where one-example classes stay in train), then refit on train + val with that C and scored on test.
+    `fit` are `fit_probe`'s keywords (val_x, val_y, val_fraction, seed, c_range, coarse_steps, fine_steps, max_iter)."""
+    clf, c, val_acc, sweep, n_train, n_val, n_classes = fit_probe(train_x, train_y, **fit)
     test_x, test_y = _check(test_x, test_y, "test")
     n_classes = max(n_classes, int(test_y.max()) + 1)
     scores = class_scores(clf, test_x, n_classes)
