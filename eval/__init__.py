@@ -11,4 +11,8 @@ datasets.py      EvalSet and its loaders: offline tasks, CLIP_benchmark WebDatas
 tasks/           the offline tasks built from the data `make data` installs (`wit eval data`)
 run.py           one task on one dataset -> a record in CLIP_benchmark's shape
 report.py        the Markdown table and the Parquet tables `wit sql` reads
+neardup/         the image near-duplicate detector (paper Appendix C): augmentations, hash tiers, a contrastive
+                 embedder trained on the corpus, threshold calibration (library; the `wit overlap` CLI comes next)
+overlap/         the faiss index of training images, caption overlap (MinHash LSH), the overlap statistics and the
+                 HTML/Parquet report (library; wired into `wit overlap` next)
 """
