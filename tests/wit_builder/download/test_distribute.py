@@ -60,6 +60,7 @@ def test_killed_worker_process_fails_clearly_and_rerun_resumes(image_web, refere
     image_web.clear()
     image_web.kills["mp"] = 1
     table, out = pairs(image_web, "/kill-worker/mp.png"), str(tmp_path / "shards")
+    earlier = {c.pid for c in multiprocessing.active_children()}
     with pytest.raises(WitError) as err:
         download_shards(table, out, config(image_web))
     message = str(err.value)
@@ -68,7 +69,7 @@ def test_killed_worker_process_fails_clearly_and_rerun_resumes(image_web, refere
     assert "rerun the same command" in message
     assert [name for name, _ in image_web.killed] == ["mp"] and image_web.killed[0][1] != os.getpid()
     assert shards.shard_names(out) == ["00000", "00001"]  # finished before the crash, in order (one process)
-    assert not [c for c in multiprocessing.active_children() if c.is_alive()]  # no worker or logger left behind
+    assert not left_alive(earlier)  # no worker or logger left behind
 
     finished = stamps(out, ["00000.tar", "00000.parquet", "00001.tar", "00001.parquet"])
     accounting = download_shards(table, out, config(image_web))  # the same call again: resumes
@@ -194,6 +195,7 @@ def test_stuck_shard_is_stopped_reported_and_retried(tmp_path, capfd):
     from stuck_downloader import StuckDownloader
 
     start = time.monotonic()
+    earlier = {c.pid for c in multiprocessing.active_children()}
     distribute.process_distributor(
         2,
         StuckDownloader(tmp_path, {1: 1}),
@@ -205,7 +207,7 @@ def test_stuck_shard_is_stopped_reported_and_retried(tmp_path, capfd):
     assert time.monotonic() - start < 2 * 4 + 10  # two attempts' limits, plus starting fresh workers
     assert attempts(tmp_path, 1) == 2 and attempts(tmp_path, 0) >= 1 and attempts(tmp_path, 2) >= 1
     assert "shard 00001: did not finish within 4 s (stuck worker?)" in capfd.readouterr().err
-    assert not [c for c in multiprocessing.active_children() if c.is_alive()]
+    assert not left_alive(earlier)
 
 
 def test_shard_stuck_on_every_attempt_fails_clearly(tmp_path):
