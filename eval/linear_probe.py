@@ -317,15 +317,11 @@ def few_shot(
     *,
     shots: Sequence[int] = (1, 2, 4, 8, 16),
     seeds: Sequence[int] = (0, 1, 2),
-    c_range: tuple[float, float] = (1e-6, 1e6),
-    coarse_steps: int = 13,
-    fine_steps: int = 8,
-    max_iter: int = 1000,
-    max_folds: int = 4,
-    one_shot_c: float = 1.0,
+    **fit,
 ) -> list[FewShotResult]:
     """For each k in `shots` and each seed: a probe on k examples per class (`shot_indices`), C chosen from those
-    examples alone (`fit_few_shot`), scored top-1 on the whole test set."""
+    examples alone (`fit_few_shot`, whose keywords `fit` are: c_range, coarse_steps, fine_steps, max_iter,
+    max_folds, one_shot_c), scored top-1 on the whole test set."""
     train_x, train_y = _check(train_x, train_y, "train")
     test_x, test_y = _check(test_x, test_y, "test")
     counts = np.bincount(train_y)
@@ -335,16 +331,7 @@ def few_shot(
         top1, cs, sizes = [], [], []
         for seed in seeds:
             idx = shot_indices(train_y, k, seed)
-            clf, c = fit_few_shot(
-                train_x[idx],
-                train_y[idx],
-                c_range=c_range,
-                coarse_steps=coarse_steps,
-                fine_steps=fine_steps,
-                max_iter=max_iter,
-                max_folds=max_folds,
-                one_shot_c=one_shot_c,
-            )
+            clf, c = fit_few_shot(train_x[idx], train_y[idx], **fit)
             top1.append(float((clf.predict(test_x) == test_y).mean()))
             cs.append(c)
             sizes.append(len(idx))

@@ -15,7 +15,7 @@ from eval.datasets import EvalSet, load_eval_set
 from eval.embed import embed_images, embed_texts
 from eval.model import EvalModel
 from eval.tasks import SHIFT_TASKS
-from eval.templates import IMAGENET, named
+from eval.templates import IMAGENET, NAMED, named
 from wit_builder.errors import WitError
 
 TASKS = ("zeroshot", "retrieval", "linear-probe", "few-shot", "robustness")
@@ -84,7 +84,7 @@ class Evaluator:
                 split,
                 data_dir=o.data_dir,
                 classnames=o.classnames,
-                templates=o.templates if _is_file(o.templates) else None,
+                templates=_templates_file(o.templates),
                 allow_hosts=o.allow_hosts,
             )
         return self._sets[key]
@@ -107,7 +107,7 @@ class Evaluator:
     def templates_for(self, data: EvalSet) -> list[str]:
         """The prompts: a named set when asked, else the file's or the dataset's own, else the paper's 80."""
         t = self.options.templates
-        if t is not None and not _is_file(t):
+        if t is not None and t in NAMED:
             return list(named(t))
         return list(data.templates or IMAGENET)
 
@@ -273,10 +273,17 @@ def _save_plot(result, folder: str, name: str, plot) -> str:
     return path
 
 
-def _is_file(value: str | None) -> bool:
+def _templates_file(value: str | None) -> str | None:
+    """`--templates` as a file: anything that is not a shipped set's name, and must then exist."""
     import os
 
-    return bool(value) and (os.path.sep in value or "." in os.path.basename(value)) and os.path.exists(value)
+    if value is None or value in NAMED:
+        return None
+    if not os.path.isfile(value):
+        raise WitError(
+            f"no template set {value!r} and no such file: choose one of {', '.join(NAMED)} or give a templates file"
+        )
+    return value
 
 
 def _need_labels(feats: Features, dataset: str) -> None:
