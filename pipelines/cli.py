@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "build": "pipelines.build_wit",
     "train": "pipelines.train",
     "eval": "pipelines.evaluate",
+    "overlap": "pipelines.overlap",
     "export": "pipelines.export",
     "tokenizer": "pipelines.tokenizer",
     "sql": "pipelines.sql",
@@ -42,8 +43,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wit",
         description="Rebuild CLIP as in the paper: the query list, curation of a candidate pool and its download "
-        "into WebDataset shards, training on them, evaluation (zero-shot, retrieval, linear probes), and SQL over "
-        "every table.",
+        "into WebDataset shards, training on them, evaluation (zero-shot, retrieval, linear probes), the "
+        "train/eval overlap report, and SQL over every table.",
         parents=[_common()],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

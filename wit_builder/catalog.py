@@ -1,7 +1,8 @@
 """DuckDB views over the Parquet files of a folder, so `wit sql OUT "SELECT ..."` can name tables.
 
 A run folder of `wit train` has one JSON-lines table, `metrics` (RUN/metrics.jsonl, read with read_json_auto); the
-folder of `wit eval --out` has `results` and, with --per-example, `predictions`.
+folder of `wit eval --out` has `results` and, with --per-example, `predictions`; a `wit overlap` report has `overlap`
+and `text_overlap`.
 
 TABLES maps a view name to where its rows are (relative to the folder) and the columns it must have. A folder gets
 a view for every table it holds; a single .parquet file is exposed under its stem. A build folder's `samples` view
@@ -90,6 +91,18 @@ TABLES: tuple[Table, ...] = (
         ("predictions.parquet",),
         ("dataset", "task", "key", "label", "prediction", "correct"),
         "one row per test image of an evaluation run with --per-example (wit eval)",
+    ),
+    Table(
+        "overlap",
+        ("overlap.parquet",),
+        ("dataset", "id", "nearest_key", "similarity", "is_overlap", "tier"),
+        "one row per evaluation image: its nearest training image, similarity and overlap tier (wit overlap)",
+    ),
+    Table(
+        "text_overlap",
+        ("text_overlap.parquet",),
+        ("dataset", "eval_text", "train_key", "jaccard"),
+        "evaluation captions or class prompts found among the training captions (wit overlap)",
     ),
     Table(
         "metrics",

@@ -1,17 +1,23 @@
 """Three tiers for query images against reference images: the same bytes (SHA-256), the same perceptual hash
-within a few bits, then the embedding's cosine at or above the calibrated threshold; brute force in numpy."""
+within a few bits, then the embedding's cosine at or above the calibrated threshold. `sign` computes what each tier
+needs once per image; `match` runs the tiers (the embedding tier through any top-1 search: numpy here, faiss in the
+overlap report)."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from eval.neardup.hashes import hamming_matrix, phash, sha256_hex
+from eval.neardup.hashes import phash, sha256_hex
 from eval.neardup.model import Embedder
-from eval.neardup.train import Embeddings, decode_all, embed_pil
+from eval.neardup.train import decode_all, embed_pil
 
 MAX_SIDE = 1024  # decoded images are shrunk to this before hashing and embedding (pHash works on 32x32 anyway)
+TIERS = ("exact", "phash", "embedding")
+Search = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # unit vectors [m, d] -> (cosine [m], row [m])
 
 
 @dataclass
@@ -25,51 +31,127 @@ class Match:
 
 
 @dataclass
-class _Encoded:
+class Signatures:
+    """Per image: SHA-256 of its bytes, 64-bit pHash and unit embedding; `ok` is False (zero hash and vector) for an
+    image that could not be decoded, counted in `skipped` by reason."""
+
     digests: list[str]
-    hashes: np.ndarray
-    emb: Embeddings
+    hashes: np.ndarray  # uint64 [n]
+    vectors: np.ndarray  # float32 [n, d]
+    ok: np.ndarray  # bool [n]
     skipped: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.digests)
+
+    @staticmethod
+    def concat(parts: list[Signatures], dim: int) -> Signatures:
+        """One Signatures of several, rows in order, skip counts added."""
+        skipped: Counter = Counter()
+        for p in parts:
+            skipped.update(p.skipped)
+        if not parts:
+            return Signatures([], np.zeros(0, np.uint64), np.zeros((0, dim), np.float32), np.zeros(0, bool), {})
+        return Signatures(
+            [d for p in parts for d in p.digests],
+            np.concatenate([p.hashes for p in parts]),
+            np.concatenate([p.vectors for p in parts]),
+            np.concatenate([p.ok for p in parts]),
+            dict(skipped),
+        )
+
+
+def sign(model: Embedder, images: list[bytes]) -> Signatures:
+    """Signatures of encoded images (decoded once, shrunk to MAX_SIDE; a refused or broken image is a counted skip)."""
+    decoded, skipped = decode_all(images, MAX_SIDE)
+    ok = np.array([im is not None for im in decoded], dtype=bool)
+    hashes = np.array([phash(im) if im is not None else 0 for im in decoded], dtype=np.uint64)
+    vectors = np.zeros((len(images), model.embed_dim), np.float32)
+    if ok.any():
+        vectors[ok] = embed_pil(model, [im for im in decoded if im is not None], model.image_size)
+    return Signatures([sha256_hex(d) for d in images], hashes, vectors, ok, skipped)
+
+
+def numpy_search(vectors: np.ndarray, ok: np.ndarray) -> Search:
+    """Exact top-1 cosine search over the rows of `vectors` where `ok`."""
+
+    def search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cos = queries @ vectors.T
+        cos[:, ~ok] = -np.inf
+        best = cos.argmax(axis=1)
+        return cos[np.arange(len(queries)), best], best
+
+    return search
+
+
+def phash_search(hashes: np.ndarray, ok: np.ndarray) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Nearest reference pHash of each query hash by Hamming distance (faiss's binary flat index: 8 bytes per image);
+    returns (distance [m], reference row [m]); only `ok` references take part."""
+    import faiss
+
+    rows = np.nonzero(ok)[0]
+    index = faiss.IndexBinaryFlat(64)
+    if rows.size:
+        index.add(_hash_bytes(hashes[rows]))
+
+    def search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if not rows.size or not len(queries):
+            return np.full(len(queries), 65, np.int64), np.zeros(len(queries), np.int64)
+        dist, ids = index.search(_hash_bytes(queries), 1)
+        return dist[:, 0].astype(np.int64), rows[ids[:, 0]]
+
+    return search
+
+
+def _hash_bytes(hashes: np.ndarray) -> np.ndarray:
+    """uint64 hashes as the [n, 8] uint8 codes faiss's binary indexes take (big-endian: bit order is irrelevant to
+    Hamming distance as long as queries and references agree)."""
+    return np.ascontiguousarray(np.asarray(hashes, dtype=">u8").view(np.uint8).reshape(-1, 8))
+
+
+def match(
+    query: Signatures,
+    refs: Signatures,
+    threshold: float,
+    phash_distance: int = 4,
+    search: Search | None = None,
+    hash_search=None,
+) -> list[Match]:
+    """One Match per query image, checking tiers in order: exact bytes, pHash within `phash_distance` bits, then the
+    embedding's cosine >= `threshold`. `search`/`hash_search` default to exact ones over `refs`."""
+    search = search or numpy_search(refs.vectors, refs.ok)
+    hash_search = hash_search or phash_search(refs.hashes, refs.ok)
+    by_digest: dict[str, int] = {}
+    for i, d in enumerate(refs.digests):
+        by_digest.setdefault(d, i)
+    readable = np.nonzero(query.ok)[0]
+    out: list[Match] = [Match(None, None, None)] * len(query)
+    if readable.size and refs.ok.any():
+        dist, hash_row = hash_search(query.hashes[readable])
+        cos, emb_row = search(query.vectors[readable])
+        for k, i in enumerate(readable):
+            if dist[k] <= phash_distance:
+                out[i] = Match(int(hash_row[k]), 1.0 - float(dist[k]) / 64, "phash")
+            else:
+                sim = float(cos[k])
+                out[i] = Match(int(emb_row[k]), sim, "embedding" if sim >= threshold else None)
+    for i, digest in enumerate(query.digests):
+        if digest in by_digest:
+            out[i] = Match(by_digest[digest], 1.0, "exact")
+    return out
 
 
 class NearDuplicateDetector:
-    """Holds the reference images' digests, pHashes and embeddings; `query` flags near-duplicates among them."""
+    """Holds the reference images' signatures; `query` flags near-duplicates among them (brute force, in memory)."""
 
     def __init__(self, model: Embedder, threshold: float, references: list[bytes], phash_distance: int = 4):
         self.model, self.threshold, self.phash_distance = model, float(threshold), int(phash_distance)
-        self.refs = self._encode(references)
-        self.sha_index: dict[str, int] = {}
-        for i, d in enumerate(self.refs.digests):
-            self.sha_index.setdefault(d, i)
-
-    def _encode(self, images: list[bytes]) -> _Encoded:
-        decoded, skipped = decode_all(images, MAX_SIDE)
-        ok = np.array([im is not None for im in decoded], dtype=bool)
-        hashes = np.array([phash(im) if im is not None else 0 for im in decoded], dtype=np.uint64)
-        vectors = np.zeros((len(images), self.model.embed_dim), np.float32)
-        if ok.any():
-            vectors[ok] = embed_pil(self.model, [im for im in decoded if im is not None], self.model.image_size)
-        return _Encoded([sha256_hex(d) for d in images], hashes, Embeddings(vectors, ok, skipped), skipped)
+        self.refs = sign(model, references)
+        self._search = numpy_search(self.refs.vectors, self.refs.ok)
+        self._hash_search = phash_search(self.refs.hashes, self.refs.ok)
 
     def query(self, images: list[bytes]) -> list[Match]:
         """One Match per query image, checking tiers in order: exact, phash, embedding."""
-        q = self._encode(images)
-        ref_ok = self.refs.emb.ok
-        dist = hamming_matrix(q.hashes, self.refs.hashes).astype(np.int16)
-        dist[:, ~ref_ok] = 99
-        cos = q.emb.vectors @ self.refs.emb.vectors.T
-        cos[:, ~ref_ok] = -np.inf
-        out: list[Match] = []
-        for i, digest in enumerate(q.digests):
-            if digest in self.sha_index:
-                out.append(Match(self.sha_index[digest], 1.0, "exact"))
-            elif not q.emb.ok[i] or not ref_ok.any():
-                out.append(Match(None, None, None))
-            elif dist[i].min() <= self.phash_distance:
-                j = int(dist[i].argmin())
-                out.append(Match(j, 1.0 - float(dist[i, j]) / 64, "phash"))
-            else:
-                j = int(cos[i].argmax())
-                sim = float(cos[i, j])
-                out.append(Match(j, sim, "embedding" if sim >= self.threshold else None))
-        return out
+        return match(
+            sign(self.model, images), self.refs, self.threshold, self.phash_distance, self._search, self._hash_search
+        )

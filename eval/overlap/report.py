@@ -1,6 +1,8 @@
 """The overlap report a person reads and `wit sql` queries: `overlap.parquet` (one row per evaluation example),
-`summary.json` (the statistics per dataset) and a self-contained `index.html` (a Figure 17-style plot, the table,
-thumbnails of the closest evaluation/training pairs to judge the detector by eye)."""
+`text_overlap.parquet` (evaluation texts found among the training captions), `summary.json` (the statistics per
+dataset, the detector's calibration, text overlap and skips) and a self-contained `index.html` (a Figure 17-style plot,
+the tables, the detector's precision/recall curve, thumbnails of the closest evaluation/training pairs to judge the
+detector by eye)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from PIL import Image
 from eval.overlap.stats import OverlapStats
 from wit_builder.errors import WitError
 
-# One row per evaluation example. tier: the detector's verdict, e.g. "duplicate" | "near" | "clean".
+# One row per evaluation example. tier: the test that flagged it (exact | phash | embedding), "clean" when none did,
+# "unreadable" for an image that did not decode (similarity null, never overlap).
 OVERLAP_SCHEMA = pa.schema(
     [
         ("dataset", pa.string()),
@@ -30,6 +33,15 @@ OVERLAP_SCHEMA = pa.schema(
         ("similarity", pa.float32()),  # cosine similarity to it
         ("is_overlap", pa.bool_()),
         ("tier", pa.string()),
+    ]
+)
+TEXT_OVERLAP_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("eval_text", pa.string()),
+        ("train_key", pa.string()),
+        ("train_caption", pa.string()),
+        ("jaccard", pa.float32()),
     ]
 )
 THUMB_PX = 128
@@ -53,15 +65,30 @@ def write_report(
     stats: dict[str, OverlapStats],
     pairs_for_thumbnails: list[ThumbnailPair] = (),
     plots: bool = True,
+    info: dict | None = None,
+    text_rows: pa.Table | None = None,
+    curve=None,
 ) -> dict[str, str]:
-    """Write overlap.parquet, summary.json and index.html into out_dir; returns their paths by name."""
+    """Write overlap.parquet, text_overlap.parquet, summary.json and index.html into out_dir; returns their paths by
+    name. `info` (JSON-able: train, detector, text, skipped) joins the per-dataset statistics in summary.json and the
+    page; `curve` (eval.neardup.calibrate.Curve) is drawn as the detector's precision/recall curve."""
     table = conform(rows)
     os.makedirs(out_dir, exist_ok=True)
-    paths = {name: os.path.join(out_dir, name) for name in ("overlap.parquet", "summary.json", "index.html")}
+    names = ("overlap.parquet", "text_overlap.parquet", "summary.json", "index.html")
+    paths = {name: os.path.join(out_dir, name) for name in names}
     pq.write_table(table, paths["overlap.parquet"])
+    texts = text_rows if text_rows is not None else TEXT_OVERLAP_SCHEMA.empty_table()
+    pq.write_table(texts.select(TEXT_OVERLAP_SCHEMA.names).cast(TEXT_OVERLAP_SCHEMA), paths["text_overlap.parquet"])
+    info = dict(info or {})
     with open(paths["summary.json"], "w") as f:
-        json.dump(summary(stats), f, indent=2, allow_nan=False)
-    page = render_html(stats, pairs_for_thumbnails, plot_png(stats) if plots and stats else None)
+        json.dump({"datasets": summary(stats), **info}, f, indent=2, allow_nan=False)
+    page = render_html(
+        stats,
+        pairs_for_thumbnails,
+        plot_png(stats) if plots and stats else None,
+        info,
+        curve_png(curve) if plots and curve is not None else None,
+    )
     with open(paths["index.html"], "w", encoding="utf-8") as f:
         f.write(page)
     return paths
@@ -119,8 +146,33 @@ def plot_png(stats: dict[str, OverlapStats]) -> bytes:
     return buf.getvalue()
 
 
-def render_html(stats: dict[str, OverlapStats], pairs: list[ThumbnailPair], plot: bytes | None) -> str:
-    """One self-contained page: inline CSS, the plot and thumbnails as base64 images, every string escaped."""
+def curve_png(curve) -> bytes:
+    """The detector's precision against recall on the calibration pairs, as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.5, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    ax.plot(curve.recall, curve.precision, lw=1.5)
+    ax.set_xlabel("Recall (transformed copies found)")
+    ax.set_ylabel("Precision")
+    ax.set_xlim(0, 1.01)
+    ax.set_ylim(0, 1.01)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def render_html(
+    stats: dict[str, OverlapStats],
+    pairs: list[ThumbnailPair],
+    plot: bytes | None,
+    info: dict | None = None,
+    curve: bytes | None = None,
+) -> str:
+    """One self-contained page: inline CSS, the plots and thumbnails as base64 images, every string escaped."""
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>Overlap report</title><style>",
@@ -160,6 +212,7 @@ def render_html(stats: dict[str, OverlapStats], pairs: list[ThumbnailPair], plot
         ]
         parts.append("<tr>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
     parts.append("</table>")
+    parts += _info_html(info or {}, curve)
     if pairs:
         parts.append("<h2>Closest evaluation / training pairs</h2><div>")
         for p in pairs:
@@ -172,6 +225,56 @@ def render_html(stats: dict[str, OverlapStats], pairs: list[ThumbnailPair], plot
         parts.append("</div>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _info_html(info: dict, curve: bytes | None) -> list[str]:
+    """The training corpus, detector, text overlap and skip sections of the page."""
+    e, parts = html.escape, []
+    train = info.get("train")
+    if train:
+        parts.append(
+            f"<h2>Training corpus</h2><p>{e(str(train.get('source', '')))}: {train.get('images', 0):,} images in "
+            f"{train.get('shards', 0)} shard(s); skipped {e(_counts(train.get('skipped')))}</p>"
+        )
+    det = info.get("detector")
+    if det:
+        parts.append(
+            "<h2>Near-duplicate detector</h2><p>"
+            + e(
+                f"threshold {det.get('threshold')}: precision {det.get('precision')}, recall {det.get('recall')}, "
+                f"ROC AUC {det.get('auc')} (target precision {det.get('min_precision')}) on "
+                f"{det.get('positives', 0)} transformed copies of evaluation images against their source and "
+                f"{det.get('negatives', 0)} other evaluation images against the most similar of a pool of "
+                f"{det.get('pool', 0)}; pHash tier: at most {det.get('phash_distance')} bits apart"
+                + _phash_note(det.get("phash_on_pairs"))
+                + f". {det.get('note', '')}"
+            )
+            + "</p>"
+        )
+        if curve is not None:
+            parts.append(f"<img class='curve' alt='precision/recall curve' src='data:image/png;base64,{_b64(curve)}'>")
+    text = info.get("text")
+    if text:
+        parts.append("<h2>Text overlap (MinHash LSH)</h2><table><tr><th>dataset</th><th>texts</th><th>found</th></tr>")
+        for name, t in text.items():
+            parts.append(f"<tr><td>{e(name)}</td><td>{t['texts']}</td><td>{t['matched']}</td></tr>")
+        parts.append("</table>")
+    skipped = {k: v for k, v in (info.get("skipped") or {}).items() if v}
+    if skipped:
+        parts.append("<h2>Skipped evaluation examples</h2><ul>")
+        parts += [f"<li>{e(name)}: {e(_counts(c))}</li>" for name, c in skipped.items()]
+        parts.append("</ul>")
+    return parts
+
+
+def _phash_note(check: dict | None) -> str:
+    if not check:
+        return ""
+    return f" (it alone finds {check['copies_found']} of the {check['copies']} copies)"
+
+
+def _counts(counts) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (counts or {}).items()) or "none"
 
 
 def thumbnail(image: object, px: int = THUMB_PX) -> bytes:

@@ -70,7 +70,7 @@ def test_parquet_and_summary(tmp_path):
     table = pq.read_table(paths["overlap.parquet"])
     assert table.schema.equals(OVERLAP_SCHEMA) and table.num_rows == 3
     assert table.column("similarity").type == pa.float32() and table.column("label")[1].as_py().startswith("<script")
-    summary = json.loads(open(paths["summary.json"]).read())
+    summary = json.loads(open(paths["summary.json"]).read())["datasets"]
     s, got = stats["pets"], summary["pets"]
     assert got["n"] == 4 and got["n_overlap"] == 2 and got["overlap_percent"] == 50.0
     assert (got["acc_all"], got["acc_clean"], got["acc_overlap"]) == (s.acc_all, s.acc_clean, s.acc_overlap)

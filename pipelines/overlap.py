@@ -1,0 +1,158 @@
+"""How much of each evaluation set is also in the training corpus, and does it inflate accuracy? (the paper's
+section 5 and Appendix C; docs/overlap.md)
+
+    wit overlap --train OUT --eval all --results res/results.json --out REPORT
+    ray job submit --working-dir . -- python pipelines/overlap.py --train s3://bucket/OUT --eval clipart --out REPORT
+
+TRAIN: a `wit build --out` folder, a folder of WebDataset .tar shards (.jpg/.png/.webp members, any names, with or
+without sizes.json), a brace pattern or one .tar; local or s3://. DATASET: an offline task name (`wit eval data`),
+`all`, an ImageFolder directory or a CLIP_benchmark-style folder; several comma-separated. Its test split is checked.
+
+Each evaluation image is flagged by the first of three tiers that matches a training image: the same bytes
+(SHA-256), a perceptual hash at most --phash-distance bits away, or the near-duplicate detector's cosine at or above
+its threshold. The detector is trained on the corpus's own images (or --detector FILE) and its threshold calibrated on
+synthetic pairs of the evaluation images: transformed copies versus two different images of one class, at precision
+--min-precision. Training embeddings go into a faiss index (exact up to 200k images, IVF-PQ above); from 50k images
+signing runs as Ray Data batch inference.
+
+With --results (a `wit eval --per-example` results JSON), per dataset: accuracy on All, Clean and Overlap, a one-sided
+binomial test of Overlap against Clean, a 99.5% Clopper-Pearson interval and the estimated effect on All. Without it,
+the overlap alone. Captions and class prompts are matched against training captions with MinHash LSH.
+
+REPORT gets overlap.parquet (one row per evaluation image), text_overlap.parquet, summary.json, index.html (plots,
+tables, thumbnails of the closest pairs) and detector.pt; `wit sql REPORT "SELECT ..."` reads the tables.
+"""
+
+if __name__ == "__main__":
+    import os
+    import sys
+
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
+import math
+import sys
+
+HELP = "the overlap / contamination report: near-duplicates of evaluation images in the training corpus"
+DEFAULT_OUT = "wit-overlap"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from eval.overlap.run import OverlapOptions
+
+    d = OverlapOptions()
+    parser.add_argument("--train", required=True, help="the training corpus: a build folder, shard folder or pattern")
+    parser.add_argument("--eval", default="all", help="task name(s), all, or dataset folder(s); comma-separated")
+    parser.add_argument("--results", help="a `wit eval --per-example` results JSON: accuracies on All/Clean/Overlap")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"the report folder (local; default {DEFAULT_OUT})")
+    parser.add_argument("--data-dir", help="where `wit eval data` wrote the tasks (default $WIT_CACHE/eval)")
+    parser.add_argument("--detector", help="a saved detector file (default: train one on the corpus)")
+    parser.add_argument(
+        "--detector-images", type=int, default=d.train_images, help=f"corpus images to train on ({d.train_images})"
+    )
+    parser.add_argument("--detector-steps", type=int, help="detector training steps (default 400)")
+    parser.add_argument("--threshold", type=float, help="the detector's cosine threshold (default: calibrated)")
+    parser.add_argument(
+        "--min-precision", type=float, default=d.min_precision, help=f"calibration target ({d.min_precision})"
+    )
+    parser.add_argument(
+        "--phash-distance", type=int, default=d.phash_distance, help=f"pHash tier bits ({d.phash_distance})"
+    )
+    parser.add_argument(
+        "--text-threshold", type=float, default=d.text_threshold, help=f"text Jaccard ({d.text_threshold})"
+    )
+    parser.add_argument(
+        "--accuracy-of", default=d.accuracy_of, help=f"whose predictions give the accuracies ({d.accuracy_of})"
+    )
+    parser.add_argument("--thumbnails", type=int, default=d.thumbnails, help=f"closest pairs shown ({d.thumbnails})")
+    parser.add_argument(
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sign the corpus with Ray Data batch inference (default: from 50,000 images on)",
+    )
+    parser.add_argument("--allow-host", action="append", default=[], help="a host a url dataset may fetch from")
+
+
+def options_from(args: argparse.Namespace):
+    from eval.overlap.run import OverlapOptions
+    from wit_builder.errors import WitError
+
+    if args.out.startswith("s3://"):
+        raise WitError("--out must be a local folder for the report (TRAIN may be on s3://)")
+    if not 0 < args.min_precision <= 1:
+        raise WitError(f"--min-precision must be in (0, 1], got {args.min_precision}")
+    if args.detector_images < 2:
+        raise WitError(f"--detector-images must be at least 2, got {args.detector_images}")
+    return OverlapOptions(
+        detector=args.detector,
+        train_images=args.detector_images,
+        steps=args.detector_steps,
+        threshold=args.threshold,
+        min_precision=args.min_precision,
+        phash_distance=args.phash_distance,
+        text_threshold=args.text_threshold,
+        accuracy_of=args.accuracy_of,
+        thumbnails=args.thumbnails,
+        ray=args.ray,
+        data_dir=args.data_dir,
+        allow_hosts=tuple(args.allow_host),
+        progress=sys.stderr.isatty(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.overlap.run import overlap_report
+
+    summary = overlap_report(args.train, args.eval, args.out, args.results, options_from(args))
+    print(summary_table(summary))
+    print(f"report: {args.out}/index.html (and overlap.parquet, text_overlap.parquet, summary.json)")
+    return 0
+
+
+def summary_table(summary: dict) -> str:
+    """The table printed at the end: per dataset the overlap by tier and, with results, the accuracies."""
+    det = summary["detector"]
+    lines = [
+        f"detector: threshold {det['threshold']} (calibrated precision {det['precision']}, recall {det['recall']}, "
+        f"AUC {det['auc']} on {det['pairs']} pairs)"
+    ]
+    head = (
+        "| dataset | n | overlap % | exact | phash | embedding | All | Clean | Overlap | Overlap-Clean | p | on All |"
+    )
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, o in summary["overlap"].items():
+        s = summary["datasets"].get(name, {})
+        cells = [
+            name,
+            str(o["n"]),
+            _num(o["overlap_percent"]),
+            str(o["exact"]),
+            str(o["phash"]),
+            str(o["embedding"]),
+            _pct(s.get("acc_all")),
+            _pct(s.get("acc_clean")),
+            _pct(s.get("acc_overlap")),
+            _pct(s.get("difference")),
+            "-" if s.get("p_value") is None else f"{s['p_value']:.3g}",
+            _pct(s.get("effect_all")),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    texts = summary.get("text") or {}
+    if texts:
+        lines.append("text overlap: " + ", ".join(f"{n} {t['matched']}/{t['texts']}" for n, t in texts.items()))
+    return "\n".join(lines)
+
+
+def _pct(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+if __name__ == "__main__":
+    from pipelines.cli import run_script
+
+    sys.exit(run_script(sys.modules[__name__]))
