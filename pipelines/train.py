@@ -118,6 +118,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="worker failures to recover from by restarting at the last checkpoint (default 0)",
     )
     parser.add_argument(
+        "--data-stall-timeout",
+        metavar="S",
+        type=float,
+        default=d.data_stall_timeout,
+        help="seconds the data stream may move nothing before the workers fail and, with --max-failures, restart "
+        "from the last checkpoint (default %(default)g; -1: wait forever)",
+    )
+    parser.add_argument(
         "--grad-checkpointing",
         action="store_true",
         help="recompute both towers' activations in the backward pass (less memory, more time)",
@@ -151,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         tokenizer=args.tokenizer,
         max_steps=args.max_steps,
         max_failures=args.max_failures,
+        data_stall_timeout=args.data_stall_timeout,
         grad_checkpointing=args.grad_checkpointing,
         compile=args.compile,
         resume=args.resume,

@@ -568,6 +568,9 @@ def train(cfg: TrainConfig) -> dict:
         info["context_length"],
         filesystem=portable_filesystem(cfg.data)[0] if storage.is_s3(cfg.data) else None,
     )
+    # a stream that moves nothing (a stalled split, a lost node) fails the workers instead of hanging for Ray's 30 min;
+    # with --max-failures the group restarts from its last checkpoint on the same deterministic stream
+    ds.context.execution_no_progress_timeout_s = cfg.data_stall_timeout
     use_gpu = cfg.gpus_per_worker > 0
     resources = {"CPU": cfg.cpus_per_worker}
     if use_gpu:

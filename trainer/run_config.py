@@ -37,6 +37,7 @@ class TrainConfig:
     tokenizer: str | None = None  # a BPE merges file (wit tokenizer train); None: OpenAI's vocabulary
     max_steps: int | None = None  # stop after this many steps in all (the schedule still spans every epoch)
     max_failures: int = 0  # worker failures Ray Train recovers from (restarting from the last checkpoint)
+    data_stall_timeout: float = 600.0  # seconds the data stream may move nothing before the workers fail (-1: never)
     grad_checkpointing: bool = (
         False  # recompute both towers' activations in the backward pass: less memory, ~30 % more time
     )
