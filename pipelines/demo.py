@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild every step, even when up to date")
 
 
-STEPS = 6
+STEPS = 7
 TRAIN_MODEL = "tiny-vit"  # trains at ~100 samples/s on 2 CPU cores
 TRAIN_BATCH = 64
 
@@ -100,6 +100,9 @@ def run(args: argparse.Namespace) -> int:
             start = _step(6, "eval: zero-shot, linear probe and retrieval on the offline tasks")
             evaluated = _evaluate(out, manifest["out"], trained["run"], force=inputs_changed or args.force)
             timings["eval"] = time.time() - start
+            start = _step(7, "overlap: near-duplicates of the evaluation images in the training shards")
+            evaluated["overlap"] = _overlap(out, trained["data"], force=inputs_changed or args.force)
+            timings["overlap"] = time.time() - start
     finally:
         if started_head:
             from pipelines.ray_cluster import stop_head
@@ -151,6 +154,8 @@ def _print_summary(out, web_dir, web, result, queries, manifest, trained, evalua
         print(f"  train    {trained['line']}")
     if evaluated:
         print(f"  eval     {evaluated['line']}")
+    if evaluated and evaluated.get("overlap"):
+        print(f"  overlap  {evaluated['overlap']}")
     print("  time     " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
     print(f'\nTry: wit sql {web_dir} "SELECT source, count(*) AS pairs FROM pool GROUP BY 1 ORDER BY 2 DESC LIMIT 10"')
     print(
@@ -305,7 +310,7 @@ def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
         f"{summary.get('steps', 0):,} steps of {TRAIN_MODEL}, final loss {summary.get('final_loss', float('nan')):.3f}, "
         f"{summary.get('samples_per_s_run', 0):.0f} samples/s"
     )
-    return {"line": line + f"   {run}", "run": run}
+    return {"line": line + f"   {run}", "run": run, "data": data}
 
 
 def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
@@ -391,6 +396,38 @@ def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
     with open(saved, "w") as handle:
         json.dump(done, handle)
     return done
+
+
+def _overlap(out: str, train_data: str, force: bool) -> str:
+    """The overlap report of the shards the demo trained on against the classification tasks, with the zero-shot
+    predictions of step 6 (OUT/overlap). Reused while it is newer than the evaluation."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from eval.overlap.run import OverlapOptions, overlap_report
+    from pipelines.overlap import summary_table
+
+    report = os.path.join(out, "overlap")
+    results = os.path.join(out, "eval", "results.json")
+    saved = os.path.join(report, "summary.json")
+    if not force and os.path.exists(saved) and os.path.getmtime(saved) >= os.path.getmtime(results):
+        summary = json.loads(open(saved).read())
+        print(summary_table(summary))
+        print(f"overlap: {report} is up to date (the evaluation has not changed); --force makes it again")
+    else:
+        predictions = pq.read_table(os.path.join(out, "eval", "predictions.parquet"), columns=["dataset", "task"])
+        names = sorted({d for d, t in zip(*predictions.to_pydict().values()) if t == "zeroshot"})
+        options = OverlapOptions(data_dir=os.path.join(out, "eval-data"))
+        summary = overlap_report(train_data, ",".join(names), report, results, options)
+        print(summary_table(summary))
+    flagged = {name: o["overlap_percent"] for name, o in summary["overlap"].items()}
+    worst = max(flagged, key=lambda n: flagged[n] or 0) if flagged else "-"
+    return (
+        f"{sum(o['overlap'] for o in summary['overlap'].values()):,} of "
+        f"{sum(o['n'] for o in summary['overlap'].values()):,} evaluation images also in training (most: {worst} "
+        f"{flagged.get(worst) or 0:.1f} %)   {report}/index.html"
+    )
 
 
 def _print_loss_curve(run: str, batch: int) -> None:

@@ -137,36 +137,32 @@ def get_detector(urls: list[str], options: OverlapOptions, out: str) -> tuple[Em
     }
 
 
-def calibration_groups(s: EvalSet) -> list[str]:
-    """Hard-negative groups of an evaluation set: its classes (two different 7s), or the whole set for retrieval."""
-    if s.labels is not None:
-        return [f"{s.name}/{int(label)}" for label in s.labels]
-    return [s.name] * len(s)
-
-
 def calibrate_detector(model: Embedder, sets: list[EvalSet], options: OverlapOptions):
-    """Calibrate the embedding tier as it is used, top-1 against many images of the same kind, on evaluation images
-    (never trained on): split them by key hash into a reference pool and held-out queries. Positives: transformed
-    copies of pool images against their source. Negatives: each held-out image's highest cosine over the pool
-    (pool images that are the same bytes or pHash as the query are left out: the clip-art library repeats files).
-    Returns (Calibration or None, {pairs, positives, negatives, duplicates_left_out}, what the pHash tier does on
-    the positives)."""
+    """Calibrate on the evaluation images (never trained on); see calibrate_on_images."""
+    keys = [f"{s.name}/{k}" for s in sets for k in s.keys]
+    return calibrate_on_images(model, keys, [im for s in sets for im in s.images], options)
+
+
+def calibrate_on_images(model: Embedder, keys: list[str], images: list[bytes], options: OverlapOptions):
+    """Calibrate the embedding tier as it is used, top-1 against many images of the same kind: split the images by
+    key hash into a reference pool and held-out queries. Positives: transformed copies of pool images against their
+    source. Negatives: each held-out image's highest cosine over the pool (pool images that are the same bytes or
+    pHash as the query are left out: libraries repeat files). As many positives as negatives.
+    Returns (Calibration or None, {pairs, positives, negatives, pool, ...}, what the pHash tier does on the
+    positives)."""
     from eval.neardup.hashes import sha256_hex
 
-    keys = [f"{s.name}/{k}" for s in sets for k in s.keys]
-    images = [im for s in sets for im in s.images]
-    groups = [g for s in sets for g in calibration_groups(s)]
     in_pool = np.array([int(sha256_hex(k.encode())[:8], 16) % 2 == 0 for k in keys], dtype=bool)
     pool = np.nonzero(in_pool)[0]
     held = np.nonzero(~in_pool)[0]
     info = {"pairs": 0}
     if len(pool) < 2 or len(held) < 1:
-        log("calibration skipped: too few evaluation images to split into a pool and queries")
+        log("calibration skipped: too few images to split into a pool and queries")
         return None, info, {}
     rng = np.random.default_rng(options.seed + 1)
     queries = rng.permutation(held)[: options.calibration_pairs]
     n = len(queries)  # as many positives as negatives: precision is measured on a balanced set
-    positives = validation_pairs([images[i] for i in pool], [groups[i] for i in pool], n, 0, rng)
+    positives = validation_pairs([images[i] for i in pool], [0] * len(pool), n, 0, rng)
     a, b = sign(model, positives.first), sign(model, positives.second)
     ok = a.ok & b.ok
     pos_scores = (a.vectors * b.vectors).sum(axis=1)[ok]
