@@ -32,6 +32,7 @@ REASONS: dict[str, str] = {
     "cap": "balancing dropped it (paper: its attributed query was full; metaclip: not sampled)",
     "deadline": "its download did not complete within --request-deadline (the error says more)",
     "download_failed": "its download failed for another reason (the error says which)",
+    "near_duplicate": "`wit dedup --remove` took it out: a near-duplicate of an earlier image of the corpus",
 }
 # which statuses may carry which reasons (None: no reason)
 _FAILURE_REASONS = frozenset({"deadline", "download_failed"})
