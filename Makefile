@@ -11,12 +11,12 @@ export WIT_CACHE ?= $(HOME)/.cache/wit
 export NO_ALBUMENTATIONS_UPDATE := 1
 PYTEST_FLAGS ?=
 
-.PHONY: demo test test-fast test-slow lint install data lock ray-start ray-stop clean-demo
+.PHONY: demo test test-fast test-slow lint install data browser lock ray-start ray-stop clean-demo
 
 demo: install data
 	$(BIN)/wit demo
 
-test: install data lint
+test: install data browser lint
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS)
 
@@ -25,7 +25,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test-fast: install data
+test-fast: install data browser
 	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
 
 test-slow: install data
@@ -40,6 +40,17 @@ $(STAMP): requirements.lock constraints.txt pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.lock -c constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
+
+# A headless Chromium for the test that renders the overlap report (Debian's package, ~60 MB, 18 packages).
+BROWSERS := chromium-headless-shell chromium chromium-browser google-chrome
+browser:
+	@for b in $(BROWSERS); do command -v $$b >/dev/null && exit 0; done; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "browser: installing chromium-headless-shell (Debian)"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium-headless-shell >/dev/null \
+		|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends chromium-headless-shell >/dev/null; }; \
+	else echo "browser: no headless Chromium and no root apt-get: the page-rendering test will skip"; fi
 
 data: install
 	@PYTHON=$(BIN)/python bash infra/debian/fetch.sh

@@ -35,7 +35,7 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     ]
     first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    steps = ("1/6 web", "2/6 serve", "3/6 queries", "4/6 build", "5/6 train", "6/6 eval", "summary ==")
+    steps = ("1/7 web", "2/7 serve", "3/7 queries", "4/7 build", "5/7 train", "6/7 eval", "7/7 overlap", "summary ==")
     for step in steps:
         assert f"== {step}" in first.stdout
     build = out / "build-cap5"
@@ -58,6 +58,14 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
         assert f"  {name} " in first.stdout  # a row of the printed table
     per_example = con.execute(f"SELECT count(DISTINCT dataset) FROM '{out}/eval/predictions.parquet'").fetchone()[0]
     assert per_example == len(classification)  # what the overlap report joins on
+    overlap = json.loads((out / "overlap" / "summary.json").read_text())  # every classification task, its accuracy
+    assert sorted(overlap["overlap"]) == sorted(overlap["datasets"]) == sorted(classification)
+    zeroshot_rows = con.execute(
+        f"SELECT count(*) FROM '{out}/eval/predictions.parquet' WHERE task = 'zeroshot'"
+    ).fetchone()[0]
+    assert con.execute(f"SELECT count(*) FROM '{out}/overlap/overlap.parquet'").fetchone()[0] == zeroshot_rows
+    assert all(s["n"] == overlap["overlap"][name]["n"] for name, s in overlap["datasets"].items())
+    assert (out / "overlap" / "index.html").stat().st_size > 10_000 and "  overlap  " in first.stdout
     output = first.stdout + first.stderr  # a quiet log: no warning floods, no traceback from stopping the head
     assert "Terminated with signal" not in output and "Traceback" not in output
     assert "DecompressionBombWarning" not in output
@@ -68,3 +76,4 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     assert f"{out}/run-tiny-vit is up to date" in second.stdout
     assert f"eval data: {out}/eval-data is up to date" in second.stdout
     assert f"eval: {out}/eval is up to date" in second.stdout and "  digits " in second.stdout
+    assert f"overlap: {out}/overlap is up to date" in second.stdout

@@ -3,7 +3,6 @@ page with the table, the plot, one image per thumbnail and escaped labels; rende
 
 import io
 import json
-import math
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -103,18 +102,26 @@ def test_missing_columns_are_a_wit_error(tmp_path):
         write_report(str(tmp_path), _rows().drop(["nearest_key"]), {})
 
 
-CHROMIUM = next(
-    (shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome") if shutil.which(b)), None
-)
+BROWSERS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome", "chrome")
+CHROMIUM = next((shutil.which(b) for b in BROWSERS if shutil.which(b)), None)
 
 
-@pytest.mark.skipif(
-    CHROMIUM is None, reason="no headless Chromium installed (chromium, chromium-browser, google-chrome)"
-)
-def test_chromium_renders_a_non_blank_page(tmp_path):
+@pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium installed (`make browser` installs one)")
+def test_chromium_renders_the_plot_and_the_thumbnails(tmp_path):
+    """A real browser draws the page: the red thumbnail and the plot's blue markers are on screen, so the inline
+    images decode and render (a page whose images failed would show neither)."""
     paths, _, _ = _report(tmp_path)
     shot = tmp_path / "shot.png"
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}", "--window-size=1200,900"]
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}", "--window-size=1200,2000"]
     subprocess.run([*cmd, "file://" + paths["index.html"]], check=True, timeout=120, capture_output=True)
-    pixels = np.asarray(Image.open(shot).convert("L"))
-    assert pixels.std() > 5 and not math.isnan(pixels.mean())
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    red = (r > 170) & (g < 70) & (b < 70)  # the red evaluation thumbnail (200, 30, 30)
+    blue = (abs(r - 31) < 40) & (abs(g - 119) < 40) & (abs(b - 180) < 40)  # matplotlib's first colour: the markers
+    assert red.sum() > 500 and blue.sum() > 20
+    (tmp_path / "np").mkdir()
+    bare = _report(tmp_path / "np", plots=False)[0]["index.html"]
+    subprocess.run([*cmd, "file://" + bare], check=True, timeout=120, capture_output=True)
+    rgb = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    assert ((abs(r - 31) < 40) & (abs(g - 119) < 40) & (abs(b - 180) < 40)).sum() < blue.sum() / 4  # no plot
