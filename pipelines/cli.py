@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "train": "pipelines.train",
     "eval": "pipelines.evaluate",
     "overlap": "pipelines.overlap",
+    "dedup": "pipelines.dedup",
     "export": "pipelines.export",
     "tokenizer": "pipelines.tokenizer",
     "sql": "pipelines.sql",

@@ -81,6 +81,12 @@ TABLES: tuple[Table, ...] = (
         finder=_finished_sample_tables,
     ),
     Table(
+        "duplicates",
+        ("dedup/clusters.parquet",),
+        ("key", "shard", "cluster", "representative", "tier", "similarity"),
+        "one row per sample in a near-duplicate cluster: its representative, linking tier, removed or not (wit dedup)",
+    ),
+    Table(
         "results",
         ("results.parquet",),
         ("dataset", "task", "metric", "value"),
