@@ -10,6 +10,7 @@ list either way. Then (unless --stop-after curate) img2dataset downloads the sel
 wit_builder/layout.py) holds curated/, accounting/ (one row per pool row: selected, kept, filtered or failed, with
 its reason), query_counts.parquet, shards/ and manifest.json; `wit sql OUT` queries them. A rerun of the same
 command resumes: a finished curate stage and finished shards are reused; other settings into the same OUT are refused.
+With --dedup, `wit dedup OUT --remove` follows the download (near-duplicate images out; docs/dedup.md).
 """
 
 if __name__ == "__main__":
@@ -82,6 +83,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force",
         action="store_true",
         help="rebuild OUT from scratch (curation and shards), e.g. after the pool or query list changed",
+    )
+    parser.add_argument(
+        "--dedup",
+        action="store_true",
+        help="after the download, run `wit dedup OUT --remove`: near-duplicate images of the corpus are taken out "
+        "(each cluster keeps its first sample; accounting reason near_duplicate), with a detector trained and "
+        "calibrated on the corpus; see docs/dedup.md (local OUT only)",
     )
     g = parser.add_argument_group("download (img2dataset; defaults: wit_builder/download/img2dataset_job.py)")
     g.add_argument(
@@ -172,7 +180,16 @@ def config_from_args(args: argparse.Namespace) -> BuildConfig:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if getattr(args, "dedup", False) and args.stop_after != "download":
+        from wit_builder.errors import WitError
+
+        raise WitError("--dedup needs the download stage: drop --stop-after curate, or run `wit dedup OUT` later")
     print(main(config_from_args(args))["report"])
+    if getattr(args, "dedup", False):
+        from eval.overlap.dedup import DedupOptions
+        from pipelines.dedup import run_dedup
+
+        print(run_dedup(args.out.rstrip("/"), DedupOptions(remove=True)))
     return 0
 
 
