@@ -21,7 +21,7 @@ from eval.neardup.augment import augment
 from eval.neardup.hashes import phash
 from eval.neardup.images import decode, to_rgb
 from eval.neardup.model import DetectorConfig
-from eval.overlap.dedup import DedupOptions, dedup
+from eval.overlap.dedup import DedupOptions, dedup, rewrite_tar
 from pipelines import cli
 from trainer.data import resolve_shards
 from wit_builder import ledger
@@ -245,3 +245,26 @@ def test_bad_folders_are_one_clear_line(world, tmp_path, capsys):
     assert cli.main(["dedup", str(curated)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no finished shards (finished stage: curate)" in err[0]
+
+
+def test_a_remove_stopped_after_one_tar_finishes_on_the_rerun(world, tmp_path, capsys):
+    root, info, _, _ = world
+    out = tmp_path / "build"
+    shutil.copytree(root, out)
+    folder = BuildFolder(str(out))
+    table = pq.read_table(out / "dedup" / "clusters.parquet")
+    planned = pa.array([not r["is_representative"] for r in table.to_pylist()])
+    table = table.set_column(table.column_names.index("removed"), "removed", planned)
+    pq.write_table(table, out / "dedup" / "clusters.parquet")  # the plan of a --remove run ...
+    first = next(r for r in table.to_pylist() if r["removed"])
+    assert rewrite_tar(folder.path("shards", first["shard"]), {first["key"]}) == 1  # ... stopped after one tar
+    with pytest.raises(WitError, match="holds .* samples but its Parquet records"):
+        shards.verify(folder.shards)
+    argv = ["dedup", str(out), "--remove", "--detector", str(root / "dedup" / "detector.pt"), "--threshold", "1.01"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    n = sum(planned.to_pylist())
+    assert shards.verify(folder.shards) == {"samples": info["n"] - n, "shards": N_SHARDS}
+    reasons = folder.read_accounting()["reason"].to_pylist()
+    assert reasons.count("near_duplicate") == n
+    ledger.assert_accounted(info["rows_in"], folder.read_accounting())
