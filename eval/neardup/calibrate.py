@@ -11,8 +11,11 @@ from PIL import Image
 
 from eval.neardup.augment import augment
 from eval.neardup.hashes import sha256_hex
-from eval.neardup.images import decode, encode_png
+from eval.neardup.images import decode, encode_png, to_rgb
 from wit_builder.errors import WitError
+
+SIGNATURE_SIDE = 16  # the pixel test compares grayscale thumbnails of this side
+SAME_PICTURE_CORR = 0.95  # ... and calls two images one picture at or above this Pearson correlation
 
 
 @dataclass
@@ -22,6 +25,7 @@ class PairSet:
     first: list[bytes]
     second: list[bytes]
     labels: np.ndarray
+    left_out: int = 0  # same-group pairs of different bytes that the pixel test calls one picture (never negatives)
 
 
 @dataclass
@@ -45,6 +49,31 @@ class Calibration:
     curve: Curve
 
 
+def gray_signature(image: Image.Image, side: int = SIGNATURE_SIDE) -> np.ndarray:
+    """The image flattened onto white, grayscale, squashed to side x side, centred and scaled to unit length (zeros
+    for a flat image): dot products of two signatures are the Pearson correlation of the thumbnails."""
+    gray = to_rgb(image).convert("L").resize((side, side), Image.BILINEAR, reducing_gap=2.0)
+    v = np.asarray(gray, dtype=np.float64).reshape(-1)
+    v = v - v.mean()
+    norm = np.linalg.norm(v)
+    return (v / norm if norm > 1e-9 else v).astype(np.float32)
+
+
+def same_picture_pairs(signatures: np.ndarray, digests: list[str], bound: float) -> int:
+    """How many unordered pairs of different bytes have signature correlation >= bound."""
+    corr = signatures @ signatures.T
+    same = np.triu(corr >= bound, k=1)
+    rows, cols = np.nonzero(same)
+    return int(sum(digests[r] != digests[c] for r, c in zip(rows, cols, strict=True)))
+
+
+def _distinct_pairs(digests: list[str]) -> int:
+    """Unordered pairs of members whose bytes differ."""
+    n = len(digests)
+    counts = np.unique(np.array(digests), return_counts=True)[1] if n else np.zeros(0)
+    return n * (n - 1) // 2 - int((counts * (counts - 1) // 2).sum())
+
+
 def validation_pairs(
     images: list[bytes],
     groups: Sequence,
@@ -53,22 +82,41 @@ def validation_pairs(
     rng: np.random.Generator,
     max_side: int = 256,
     n_ops: tuple[int, int] = (1, 3),
+    same_picture: float | None = SAME_PICTURE_CORR,
 ) -> PairSet:
     """n_pos (image, augmented copy) pairs and n_neg (image, another image of the same group) pairs, shuffled. Pass
     only images the detector was not trained on. Copies are made from the image shrunk to `max_side` and saved as PNG
-    (JPEG when the jpeg transform ran), as a re-hosted thumbnail would be; byte-identical negatives are left out."""
+    (JPEG when the jpeg transform ran), as a re-hosted thumbnail would be. Byte-identical negatives are left out, and
+    so (unless `same_picture` is None) are pairs whose 16x16 grayscale thumbnails correlate at >= `same_picture`:
+    the corpus's own copies of one drawing; PairSet.left_out counts those pairs in the whole negative pool."""
     if len(images) != len(groups):
         raise WitError(f"validation_pairs got {len(images)} images but {len(groups)} groups: pass one group per image")
-    decodable = [i for i, data in enumerate(images) if decode(data)[0] is not None]
+    signatures: dict[int, np.ndarray] = {}
+    decodable = []
+    for i, data in enumerate(images):
+        image = decode(data)[0]
+        if image is not None:
+            decodable.append(i)
+            if same_picture is not None:
+                signatures[i] = gray_signature(image)
     if not decodable:
         raise WitError("validation_pairs got no decodable image")
     digests = {i: sha256_hex(images[i]) for i in decodable}
+    bound = np.inf if same_picture is None else float(same_picture)
     by_group: dict = {}
     for i in decodable:
         by_group.setdefault(groups[i], []).append(i)
-    pairable = [g for g, members in by_group.items() if len({digests[i] for i in members}) >= 2]
+    pairable, left_out = [], 0
+    for g, members in by_group.items():
+        member_digests = [digests[i] for i in members]
+        same = 0
+        if signatures:
+            same = same_picture_pairs(np.stack([signatures[i] for i in members]), member_digests, bound)
+        left_out += same
+        if _distinct_pairs(member_digests) > same:
+            pairable.append(g)
     if n_neg and not pairable:
-        raise WitError("validation_pairs found no group with two different images: hard negatives need them")
+        raise WitError("validation_pairs found no group with two different pictures: hard negatives need them")
     first, second, labels = [], [], []
     for i in rng.choice(decodable, size=n_pos, replace=n_pos > len(decodable)):
         image = decode(images[int(i)])[0].convert("RGBA")
@@ -79,13 +127,14 @@ def validation_pairs(
     while len(labels) < n_pos + n_neg:
         members = by_group[pairable[int(rng.integers(len(pairable)))]]
         a, b = (int(x) for x in rng.choice(members, size=2, replace=False))
-        if digests[a] == digests[b]:
+        if digests[a] == digests[b] or (signatures and float(signatures[a] @ signatures[b]) >= bound):
             continue
         first.append(images[a])
         second.append(images[b])
         labels.append(False)
     order = rng.permutation(len(labels))
-    return PairSet([first[i] for i in order], [second[i] for i in order], np.array(labels, dtype=bool)[order])
+    first, second = [first[i] for i in order], [second[i] for i in order]
+    return PairSet(first, second, np.array(labels, dtype=bool)[order], left_out)
 
 
 def pr_curve(scores: np.ndarray, labels: np.ndarray) -> Curve:

@@ -60,6 +60,30 @@ def _views(images: list[Image.Image], idx: np.ndarray, rng: np.random.Generator,
     return to_tensor(np.stack([thumbnail(augment(images[i], rng, cfg.n_ops), cfg.image_size) for i in idx]))
 
 
+def nearest(vectors: np.ndarray, k: int) -> np.ndarray:
+    """N x k indices: each row's own index then its k - 1 nearest others by cosine."""
+    sim = vectors @ vectors.T
+    np.fill_diagonal(sim, np.inf)
+    return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+
+def _batch(n: int, size: int, neighbours: np.ndarray | None, hard: float, rng: np.random.Generator) -> np.ndarray:
+    """`size` distinct image indices: about `hard` of them whole neighbour clusters around random seeds, the rest
+    uniform (all uniform before the first mining)."""
+    if neighbours is None or hard <= 0:
+        return rng.choice(n, size=size, replace=False)
+    chosen: dict[int, None] = {}
+    for seed in rng.permutation(n):
+        if len(chosen) >= round(hard * size):
+            break
+        for j in neighbours[seed]:
+            chosen.setdefault(int(j), None)
+    picked = list(chosen)[:size]
+    rest = np.setdiff1d(np.arange(n), picked)
+    fill = rng.choice(rest, size=size - len(picked), replace=False)
+    return np.concatenate([np.array(picked, dtype=np.int64), fill.astype(np.int64)])
+
+
 def train_detector(images: list[bytes], cfg: DetectorConfig | None = None) -> tuple[Embedder, list[dict]]:
     """Train an Embedder from scratch on `images` (seeded, deterministic on CPU); history has loss per logged step."""
     cfg = cfg or DetectorConfig()
@@ -83,8 +107,12 @@ def _train(images: list[bytes], cfg: DetectorConfig) -> tuple[Embedder, list[dic
     model.train()
     history: list[dict] = []
     started = time.time()
+    neighbours = None
     for step in range(cfg.steps):
-        idx = rng.choice(len(usable), size=batch, replace=False)
+        if cfg.hard_fraction > 0 and step >= cfg.steps // 4 and (step - cfg.steps // 4) % cfg.mine_every == 0:
+            neighbours = nearest(embed_pil(model, usable, cfg.image_size), cfg.cluster)
+            model.train()
+        idx = _batch(len(usable), batch, neighbours, cfg.hard_fraction, rng)
         a, b = _views(usable, idx, rng, cfg), _views(usable, idx, rng, cfg)
         loss = nt_xent(model(a), model(b), cfg.temperature)
         opt.zero_grad(set_to_none=True)
@@ -147,7 +175,7 @@ def load_detector(path: str | Path) -> tuple[Embedder, DetectorConfig, float | N
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise WitError(f"{path} is not a near-duplicate detector file (expected format {FORMAT})")
     known = {f.name for f in dataclasses.fields(DetectorConfig)}
-    raw = {k: tuple(v) if isinstance(v, list) else v for k, v in blob["config"].items() if k in known}
+    raw = {"gray": False} | {k: tuple(v) if isinstance(v, list) else v for k, v in blob["config"].items() if k in known}
     cfg = DetectorConfig(**raw)
     model = build_model(cfg)
     model.load_state_dict(blob["state_dict"])

@@ -68,9 +68,10 @@ def test_detector_finds_planted_copies_not_same_category_drawings(trained):
     tiers = {t: sum(m.tier == t for m in planted) for t in ("exact", "phash", "embedding")}
     print(f"planted recall {np.mean(found[:150]):.3f} tiers {tiers}; same-category flagged {np.mean(flagged):.3f}")
     assert all(m.tier == "exact" and m.index == 150 + i for i, m in enumerate(planted[150:]))
-    # measured (seed 0, 200 steps): auc 0.964, calibration recall 0.71, planted recall 0.65, flagged 0.15
-    assert cal.auc >= 0.92 and cal.precision >= 0.95 and cal.recall >= 0.5
-    assert np.mean(found[:150]) >= 0.5 and tiers["embedding"] >= 30
+    # measured (seed 0, 200 steps): auc 0.964, calibration recall 0.805, planted recall 0.76 (72 by embedding),
+    # flagged 0.24 (0.15 before the same-picture pairs left the calibration negatives and lowered the threshold)
+    assert cal.auc >= 0.92 and cal.precision >= 0.95 and cal.recall >= 0.6
+    assert np.mean(found[:150]) >= 0.6 and tiers["embedding"] >= 50
     assert np.mean(flagged) <= 0.25
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageOps
 from sklearn.metrics import roc_auc_score
 
 from eval.neardup.augment import TRANSFORMS, augment
-from eval.neardup.calibrate import calibrate, pr_curve, precision_at_recall, recall_at_precision
+from eval.neardup.calibrate import calibrate, pr_curve, precision_at_recall, recall_at_precision, validation_pairs
 from eval.neardup.hashes import hamming, phash, phash_matches, sha256_hex
-from eval.neardup.images import decode, encode_png
+from eval.neardup.images import decode, encode_png, to_rgb
+from eval.neardup.model import thumbnail, whiten_background
+from eval.neardup.train import _batch, nearest
 from wit_builder.errors import WitError
 
 
@@ -93,3 +95,55 @@ def test_calibrate_degenerate_inputs():
 def test_decode_refuses_without_crashing():
     assert decode(b"not an image")[0] is None
     assert decode(encode_png(drawing()))[0].size == (120, 90)
+
+
+def test_validation_pairs_leave_out_the_corpus_own_copies_with_an_exact_count():
+    a = drawing(0)
+    touched = a.copy()
+    touched.putpixel((60, 45), (1, 2, 3, 255))
+    darker = a.point([min(255, i) for i in range(256)] * 3 + [max(0, i - 1) for i in range(256)])
+    same = [encode_png(a), encode_png(a), encode_png(touched), encode_png(darker)]  # 2 byte-identical
+    assert len({sha256_hex(x) for x in same}) == 3
+    others = [encode_png(drawing(s)) for s in (7, 8, 1, 2)]
+    images, groups = same + others, ["x"] * 6 + ["y"] * 2
+    pairs = validation_pairs(images, groups, 0, 300, np.random.default_rng(0))
+    # group x: 3 distinct copies of one picture, one of them twice -> 5 byte-different same-picture pairs
+    assert pairs.left_out == 5
+    copies = set(same)
+    assert not any(f in copies and s in copies for f, s in zip(pairs.first, pairs.second, strict=True))
+    assert sum(f in copies or s in copies for f, s in zip(pairs.first, pairs.second, strict=True)) > 0
+    raw = validation_pairs(images, groups, 0, 300, np.random.default_rng(0), same_picture=None)
+    assert raw.left_out == 0
+    assert any(f in copies and s in copies for f, s in zip(raw.first, raw.second, strict=True))
+    with pytest.raises(WitError):
+        validation_pairs(same, ["x"] * 4, 0, 10, np.random.default_rng(0))
+
+
+def test_thumbnail_whitens_a_solid_background_or_frame_and_leaves_busy_edges_alone():
+    a = ImageOps.expand(drawing(0), border=20, fill=(0, 0, 0, 0))  # clip art rarely touches its edges
+    plain = thumbnail(a, 64).astype(int)
+    for name in ("flatten", "border"):
+        copy = TRANSFORMS[name](a, np.random.default_rng(2))
+        raw = np.asarray(to_rgb(copy).resize((64, 64), Image.BILINEAR), dtype=int)
+        thumb = thumbnail(copy, 64).astype(int)
+        if name == "flatten":  # what is left is the anti-aliased rim around the drawing
+            assert np.abs(thumb - plain).mean() < np.abs(raw - plain).mean() / 10
+        else:  # the frame, thinner than a thumbnail pixel, fades to a light rim
+            assert (255 - thumb[0]).mean() < (255 - raw[0]).mean() / 2
+    flat = TRANSFORMS["flatten"](a, np.random.default_rng(2))
+    padded, flat_padded = (TRANSFORMS["pad"](x, np.random.default_rng(3)) for x in (a, flat))  # same margins
+    before = np.abs(np.asarray(to_rgb(flat_padded).resize((64, 64), Image.BILINEAR), dtype=int) - thumbnail(padded, 64))
+    assert np.abs(thumbnail(flat_padded, 64).astype(int) - thumbnail(padded, 64)).mean() < before.mean() / 10
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    assert np.array_equal(whiten_background(noise), noise)
+
+
+def test_hard_batches_hold_whole_neighbour_clusters():
+    vectors = np.repeat(np.eye(6, dtype=np.float32), 4, axis=0)  # 6 tight clusters of 4 identical vectors
+    neighbours = nearest(vectors, 4)
+    assert all(set(row) == set(range(4 * (i // 4), 4 * (i // 4) + 4)) for i, row in enumerate(neighbours.tolist()))
+    assert neighbours[:, 0].tolist() == list(range(24))  # each row starts with itself
+    idx = _batch(24, 12, neighbours, 0.5, np.random.default_rng(0))
+    assert len(set(idx.tolist())) == 12
+    assert sum(len(set(range(4 * c, 4 * c + 4)) & set(idx[:6].tolist())) == 4 for c in range(6)) >= 1
+    assert len(set(_batch(24, 24, None, 0.5, np.random.default_rng(0)).tolist())) == 24
