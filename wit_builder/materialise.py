@@ -12,15 +12,18 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from wit_builder.download.status import REMOVED
 from wit_builder.errors import WitError
 from wit_builder.ledger import FAILED, FILTERED, KEPT, SELECTED
 from wit_builder.schema import ACCOUNTING_SCHEMA, DOWNLOAD_COLUMNS, conform
 
 
 def curation_view(accounting: pa.Table) -> pa.Table:
-    """The accounting as curation wrote it: download columns null, kept and failed rows back to selected."""
+    """The accounting as curation wrote it: download columns null, kept and failed rows back to selected (and rows
+    `wit dedup --remove` filtered after the download: they were selected too)."""
     table = conform(accounting, ACCOUNTING_SCHEMA)
-    downloaded = pc.is_in(table["status"], pa.array([KEPT, FAILED]))
+    removed = pc.fill_null(pc.equal(table["reason"], REMOVED), False)
+    downloaded = pc.or_(pc.is_in(table["status"], pa.array([KEPT, FAILED])), removed)
     status = pc.if_else(downloaded, pa.scalar(SELECTED), table["status"])
     reason = pc.if_else(downloaded, pa.scalar(None, pa.string()), table["reason"])
     table = table.set_column(table.column_names.index("status"), "status", status)

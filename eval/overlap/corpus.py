@@ -58,7 +58,8 @@ def shard_urls(data: str) -> list[str]:
 
 
 def _member(sample: dict, suffixes) -> bytes | None:
-    return next((sample[s] for s in suffixes if sample.get(s) is not None), None)
+    """The first member of `suffixes` a sample has (Ray Data fills a member a row lacks with null or NaN)."""
+    return next((bytes(sample[s]) for s in suffixes if isinstance(sample.get(s), (bytes, bytearray))), None)
 
 
 def iter_samples(urls: list[str], skipped: Counter | None = None) -> Iterator[Sample]:
@@ -197,7 +198,9 @@ def _sign_ray(urls: list[str], model: Embedder) -> Corpus:
     ray = init_local()
     fs = storage.filesystem(urls[0])[0]
     paths = [storage.filesystem(u)[1] for u in urls]
-    actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # one CPU stays free for the read tasks: actors holding every CPU would starve the reads that feed them
+    cpus = ray.cluster_resources().get("CPU", 1)
+    actors, actor_cpus = (max(1, int(cpus) - 1), 1) if cpus >= 2 else (1, cpus / 2)
     ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, override_num_blocks=len(paths))
     ds = ds.map_batches(
         _Signer,
@@ -205,7 +208,7 @@ def _sign_ray(urls: list[str], model: Embedder) -> Corpus:
         batch_size=BATCH,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=1,
+        num_cpus=actor_cpus,
     )
     ctx = ds.context
     ctx.execution_options.preserve_order = True

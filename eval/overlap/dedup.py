@@ -30,13 +30,14 @@ from eval.neardup.model import DetectorConfig
 from eval.overlap import corpus as corpus_mod
 from wit_builder import ledger, storage
 from wit_builder.download import shards as shards_mod
+from wit_builder.download.status import REMOVED
 from wit_builder.errors import WitError
 from wit_builder.layout import BuildFolder
 
 DEDUP = "dedup"
 CLUSTERS_FILE = "clusters.parquet"
 SUMMARY_FILE = "summary.json"
-REMOVED_STATUS = "near_duplicate"  # a removed sample's status in its shard's Parquet (no longer `success`)
+REMOVED_STATUS = REMOVED  # a removed sample's status in its shard's Parquet (no longer `success`)
 REASON = "near_duplicate"  # its accounting reason (ledger.REASONS)
 
 CLUSTERS_SCHEMA = pa.schema(

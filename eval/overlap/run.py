@@ -219,17 +219,29 @@ def overlap_rows(s: EvalSet, sig: Signatures, matches, corpus: corpus_mod.Corpus
 
 def overlap_report(train: str, eval_spec: str, out: str, results: str | None, options: OverlapOptions) -> dict:
     """Make the report in `out` (a local folder); returns summary.json's content."""
-    started = time.time()
+    started = clock = time.time()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.time()
+        timings[name] = round(now - clock, 2)
+        clock = now
+
     os.makedirs(out, exist_ok=True)
     specs = expand_specs(eval_spec, options.data_dir)
     sets = load_eval_sets(specs, options)
+    lap("load_eval_s")
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
         raise WitError(f"--eval names a dataset twice ({', '.join(names)})")
-    predictions = load_predictions(results, names, options.accuracy_of) if results else None
+    classified = [s.name for s in sets if s.labels is not None]  # a retrieval set has overlap but no accuracy here
+    predictions = load_predictions(results, classified, options.accuracy_of) if results else None
     urls = corpus_mod.shard_urls(train)
     model, detector_info = get_detector(urls, options, out)
+    lap("detector_s")
     cal, cal_info, phash_check = calibrate_detector(model, sets, options)
+    lap("calibrate_s")
     threshold = options.threshold
     if threshold is None:
         threshold = cal.threshold if cal is not None else detector_info.get("saved_threshold")
@@ -237,9 +249,11 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
         raise WitError("no threshold: the evaluation images gave no calibration pairs; pass --threshold")
     log(f"signing the training images of {len(urls)} shard(s) ...")
     corpus = corpus_mod.sign_corpus(urls, model, options.ray, options.progress)
+    lap("sign_train_s")
     refs = corpus.signatures
     ok_rows = np.nonzero(refs.ok)[0]
     index = build_index(refs.vectors[ok_rows])
+    lap("index_s")
     log(f"indexed {index.size:,} training images ({index.kind}); matching {sum(map(len, sets)):,} evaluation images")
 
     def search(queries: np.ndarray):
@@ -257,13 +271,14 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
         for i, m in enumerate(matches):
             if m.index is not None:
                 closest.append((m.similarity, s, i, m))
-        if predictions is not None:
+        if predictions is not None and s.name in classified:
             stats[s.name], missing = _stats(s.name, table, predictions[s.name])
             if missing:
                 skipped[s.name]["no_prediction"] = missing
         text_info[s.name], rows = _text(s, corpus, options.text_threshold)
         text_tables.append(rows)
     rows = pa.concat_tables(tables)
+    lap("match_eval_s")
     info = {
         "train": {
             "source": train,
@@ -300,6 +315,7 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
         "accuracy_of": options.accuracy_of if predictions is not None else None,
         "results": results,
         "seconds": round(time.time() - started, 1),
+        "timings": timings,
     }
     if info["detector"]["threshold"] == float("inf"):
         info["detector"]["threshold"] = None

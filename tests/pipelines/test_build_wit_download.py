@@ -372,3 +372,26 @@ def test_misbehaving_servers_cannot_hold_a_build(image_web, tmp_path, capsys):
         row = rows[f"d{n_good + i:02d}"]
         assert (row["status"], row["reason"]) == ("failed", "deadline"), (route, row["error"])
     assert [rows[f"d{i:02d}"]["status"] for i in range(n_good)] == ["kept"] * n_good
+
+
+def test_rerun_after_dedup_remove_keeps_the_removals(web, built, tmp_path, capsys):
+    """`wit dedup --remove` filters rows after the download; the same `wit build` again reuses everything and ends with
+    exactly that accounting (the removed rows stay filtered/near_duplicate, nothing is downloaded again)."""
+    from eval.neardup.model import DetectorConfig
+    from eval.neardup.train import build_model, save_detector
+
+    out = tmp_path / "out"
+    shutil.copytree(built, out)
+    cfg = DetectorConfig(image_size=16, width=4, embed_dim=8)
+    save_detector(build_model(cfg), cfg, tmp_path / "det.pt")
+    # threshold -1: every image links to its top-k neighbours, so clusters and removals exist whatever the web holds
+    assert cli.main(["dedup", str(out), "--detector", str(tmp_path / "det.pt"), "--threshold", "-1", "--remove"]) == 0
+    after = [(r["uid"], r["status"], r["reason"], r["shard"], r["key"]) for r in final_rows(out)]
+    removed = [r for r in after if r[2] == "near_duplicate"]
+    assert removed and all(r[1] == "filtered" for r in removed)
+    sizes = (out / "shards" / "sizes.json").read_text()
+    capsys.readouterr()
+    assert cli.main(argv(web, out)) == 0
+    assert "finished shard(s) reused" in capsys.readouterr().out
+    assert [(r["uid"], r["status"], r["reason"], r["shard"], r["key"]) for r in final_rows(out)] == after
+    assert (out / "shards" / "sizes.json").read_text() == sizes

@@ -16,6 +16,7 @@ from wit_builder.errors import WitError
 
 DEADLINE = "deadline"  # reason of a pair whose request missed request_deadline (error starts with DEADLINE_ERROR)
 DOWNLOAD_FAILED = "download_failed"  # reason of any other failed pair (404, refused, not an image, too large, ...)
+REMOVED = "near_duplicate"  # a shard row's status (and its reason) once `wit dedup --remove` took its image out
 
 OUTCOME_SCHEMA = pa.schema(
     [
@@ -62,15 +63,18 @@ def read_shard_status(path: str) -> pa.Table:
     shard = path.rsplit("/", 1)[-1][: -len(".parquet")] + ".tar"
     n = table.num_rows
     kept = pc.equal(table.column("status"), "success")
+    removed = pc.equal(table.column("status"), REMOVED)  # taken out by `wit dedup --remove` after the download
     error = table.column("error_message")
     deadline = pc.fill_null(pc.starts_with(error, DEADLINE_ERROR), False)
     reason = pc.if_else(kept, pa.scalar(None, pa.string()), pc.if_else(deadline, DEADLINE, DOWNLOAD_FAILED))
+    reason = pc.if_else(removed, REMOVED, reason)
+    status = pc.if_else(removed, "filtered", pc.if_else(kept, "kept", "failed"))
     return pa.table(
         {
             "uid": table.column("uid").cast(pa.string()),
-            "status": pc.if_else(kept, "kept", "failed"),
+            "status": status,
             "reason": reason,
-            "error": pc.if_else(kept, pa.scalar(None, pa.string()), table.column("error_message")),
+            "error": pc.if_else(pc.or_(kept, removed), pa.scalar(None, pa.string()), table.column("error_message")),
             "stage": table.column("status"),
             "shard": pa.array([shard] * n, pa.string()),
             "key": table.column("key"),
