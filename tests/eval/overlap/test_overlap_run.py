@@ -18,7 +18,7 @@ import pytest
 from eval.neardup.augment import augment
 from eval.neardup.images import decode, encode_png
 from eval.neardup.model import DetectorConfig
-from eval.neardup.train import load_detector
+from eval.neardup.train import build_model, load_detector
 from eval.overlap import corpus as corpus_mod
 from eval.overlap.run import OverlapOptions, overlap_report
 from eval.overlap.stats import overlap_stats
@@ -241,10 +241,10 @@ def test_bad_input_is_one_clear_error(world, report, tmp_path, capsys):
     assert "no evaluation task 'no-such-task'" in capsys.readouterr().err
 
 
-def test_ray_data_signing_equals_in_process(world, report, ray_session):
+@pytest.mark.slow
+def test_ray_data_signing_equals_in_process(world, ray_session):
     root, _ = world
-    out, _, _ = report
-    model, _, _ = load_detector(out / "detector.pt")
+    model = build_model(CFG)  # equality needs no training
     urls = corpus_mod.shard_urls(str(root / "corpus"))
     local = corpus_mod.sign_corpus(urls, model, ray=False)
     remote = corpus_mod.sign_corpus(urls, model, ray=True)
