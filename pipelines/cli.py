@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "train": "pipelines.train",
     "eval": "pipelines.evaluate",
     "overlap": "pipelines.overlap",
+    "study": "pipelines.study",
     "dedup": "pipelines.dedup",
     "export": "pipelines.export",
     "tokenizer": "pipelines.tokenizer",

@@ -1,0 +1,42 @@
+"""The paper's evaluation-only studies at demo scale (issue 15): prompt engineering and ensembling (Figure 4) and
+zero-shot versus few-shot linear probes (Figure 6). Each study turns an Evaluator into tidy rows (one per task, arm,
+x, metric, seed) that `results_table` makes the Parquet `wit sql` reads as `results`, and draws its PNG."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# Every row: dataset (the evaluation task), task (the study), arm, x, metric, value, seed, n_test, chance.
+SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("task", pa.string()),
+        ("arm", pa.string()),
+        ("x", pa.float64()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("seed", pa.int64()),
+        ("n_test", pa.int64()),
+        ("chance", pa.float64()),
+    ]
+)
+
+
+def row(dataset: str, study: str, arm: str, x: float, metric: str, value: float, seed: int, n_test: int, chance: float):
+    """One tidy row in SCHEMA's order."""
+    return {
+        "dataset": dataset,
+        "task": study,
+        "arm": arm,
+        "x": float(x),
+        "metric": metric,
+        "value": float(value),
+        "seed": int(seed),
+        "n_test": int(n_test),
+        "chance": float(chance),
+    }
+
+
+def results_table(rows: list[dict]) -> pa.Table:
+    """The rows as an Arrow table of SCHEMA."""
+    return pa.Table.from_pylist(rows, schema=SCHEMA)
