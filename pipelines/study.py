@@ -22,6 +22,7 @@ if __name__ == "__main__":
 import argparse
 import sys
 
+DEFAULT_SHOTS = "1,2,4,8,16"
 HELP = "the paper's evaluation studies at demo scale: prompts (Figure 4), fewshot (Figure 6)"
 STUDIES = ("prompts", "fewshot")
 
@@ -35,7 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="where `wit eval data` wrote the tasks (default $WIT_CACHE/eval)")
     parser.add_argument("--tasks", help="comma-separated evaluation tasks (default: every classification task)")
     parser.add_argument("--out", required=True, help="the study folder: results.parquet, summary.md, PNGs")
-    parser.add_argument("--shots", default="1,2,4,8,16", help="fewshot: labelled images per class (default 1,2,4,8,16)")
+    parser.add_argument(
+        "--shots",
+        help="fewshot: labelled images per class (default 1,2,4,8,16, cut per task to what its smallest class has; "
+        "given explicitly, a task that cannot give them is an error)",
+    )
     parser.add_argument("--seeds", default="0,1,2", help="fewshot: one probe per seed and k (default 0,1,2)")
     parser.add_argument("--epochs", type=int, default=1, help="with --data: training epochs (default 1)")
     parser.add_argument("--batch-size", type=int, default=64, help="with --data: the training batch (default 64)")
@@ -46,13 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from eval.run import EvalOptions, Evaluator
 
     study = check_study(args.study)
-    shots, seeds = int_list(args.shots, "--shots"), int_list(args.seeds, "--seeds")
+    shots, seeds = int_list(args.shots or DEFAULT_SHOTS, "--shots"), int_list(args.seeds, "--seeds")
     tasks = study_tasks(args.tasks, args.data_dir)
     checkpoint = args.checkpoint or train_first(args)
     options = EvalOptions(data_dir=args.data_dir, shots=shots, seeds=seeds, progress=sys.stderr.isatty())
     evaluator = Evaluator(load_eval_model(checkpoint, args.model, args.tokenizer), options)
     print(f"study {study}: {', '.join(tasks)} ...", file=sys.stderr)
-    rows = compute(study, evaluator, tasks, shots, seeds)
+    rows = compute(study, evaluator, tasks, shots, seeds, strict=args.shots is not None)
     written = write_study(args.out, study, rows)
     print(summary_text(read_rows(args.out)))
     print(f"study: {', '.join(written)}", file=sys.stderr)
@@ -116,7 +121,9 @@ def train_first(args: argparse.Namespace) -> str:
     return run
 
 
-def compute(study: str, evaluator, tasks: list[str], shots: tuple[int, ...], seeds: tuple[int, ...]) -> list[dict]:
+def compute(
+    study: str, evaluator, tasks: list[str], shots: tuple[int, ...], seeds: tuple[int, ...], strict: bool = True
+) -> list[dict]:
     """The study's tidy rows."""
     if study == "prompts":
         from eval.studies.prompts import prompt_rows
@@ -124,7 +131,7 @@ def compute(study: str, evaluator, tasks: list[str], shots: tuple[int, ...], see
         return prompt_rows(evaluator, tasks)
     from eval.studies.fewshot import fewshot_rows
 
-    return fewshot_rows(evaluator, tasks, shots, seeds)
+    return fewshot_rows(evaluator, tasks, shots, seeds, strict)
 
 
 def read_rows(out: str) -> list[dict]:

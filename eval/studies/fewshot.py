@@ -33,15 +33,28 @@ def check_shots(train_labels: np.ndarray, shots: Sequence[int], task: str) -> No
         )
 
 
-def fewshot_rows(evaluator, tasks: list[str], shots: Sequence[int], seeds: Sequence[int]) -> list[dict]:
+def fit_shots(train_labels: np.ndarray, shots: Sequence[int]) -> list[int]:
+    """The shots every class of the training split can give (the default list is cut per task, not refused)."""
+    counts = np.bincount(np.asarray(train_labels, dtype=np.int64))
+    smallest = int(counts[counts > 0].min()) if (counts > 0).any() else 0
+    return [k for k in shots if k <= smallest]
+
+
+def fewshot_rows(
+    evaluator, tasks: list[str], shots: Sequence[int], seeds: Sequence[int], strict: bool = True
+) -> list[dict]:
     """Per task: the zero-shot top-1 (arm `zeroshot`, x 0), each (k, seed) probe's top-1 (arm `probe`, x k), as
     `eval.linear_probe.few_shot` gives them on the features the Evaluator's probes see, and `worth_shots` (arm
-    `worth`, metric `zeroshot_shots`: 0 below the smallest k, inf beyond the largest)."""
+    `worth`, metric `zeroshot_shots`: 0 below the smallest k, inf beyond the largest). Not `strict` (the default
+    list): a task whose smallest class is too small for some shots gets the ones it can give."""
     from eval.linear_probe import few_shot
 
     rows = []
     for task in tasks:
         train, test = evaluator.features(task, "train"), evaluator.features(task, "test")
+        wanted = shots
+        if not strict and fit_shots(train.labels, shots):
+            shots = fit_shots(train.labels, wanted)
         check_shots(train.labels, shots, task)
         n, chance = len(test.labels), 1 / len(test.data.classnames)
         zs = evaluator.zeroshot(task).record["metrics"]["acc1"]
@@ -52,6 +65,7 @@ def fewshot_rows(evaluator, tasks: list[str], shots: Sequence[int], seeds: Seque
             rows += [row(task, STUDY, "probe", r.k, "acc1", v, s, n, chance) for s, v in zip(r.seeds, r.top1)]
         worth = worth_shots([r.k for r in results], [r.mean_top1 for r in results], zs)
         rows.append(row(task, STUDY, "worth", 0, "zeroshot_shots", worth, 0, n, chance))
+        shots = wanted
     return rows
 
 

@@ -13,7 +13,7 @@ from eval.linear_probe import few_shot, standardize
 from eval.model import load_eval_model
 from eval.run import EvalOptions, Evaluator
 from eval.studies import results_table
-from eval.studies.fewshot import check_shots, fewshot_rows, format_worth, worth_shots
+from eval.studies.fewshot import check_shots, fewshot_rows, fit_shots, format_worth, worth_shots
 from eval.studies.prompts import prompt_rows
 from eval.tasks import build_tasks
 from eval.templates import IMAGENET, NAME, ONE
@@ -89,3 +89,10 @@ def test_shots_beyond_the_smallest_class_are_one_clear_error(evaluator):
         check_shots(labels, (1, 5), "toy")
     with pytest.raises(WitError, match="smallest class of digits has"):
         fewshot_rows(evaluator, ["digits"], shots=(1, 10_000), seeds=(0,))
+
+
+def test_the_default_shots_are_cut_to_what_each_task_can_give(evaluator):
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 9)
+    assert fit_shots(labels, (1, 2, 4, 8, 16)) == [1, 2]
+    rows = fewshot_rows(evaluator, ["digits"], shots=(1, 10_000), seeds=(0,), strict=False)
+    assert sorted({r["x"] for r in rows if r["arm"] == "probe"}) == [1]
