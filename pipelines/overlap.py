@@ -50,7 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector-images", type=int, default=d.train_images, help=f"corpus images to train on ({d.train_images})"
     )
-    parser.add_argument("--detector-steps", type=int, help="detector training steps (default 400)")
+    parser.add_argument(
+        "--detector-steps", type=int, help="detector training steps (default: ~40 views per image, 50 to 400)"
+    )
     parser.add_argument("--threshold", type=float, help="the detector's cosine threshold (default: calibrated)")
     parser.add_argument(
         "--min-precision", type=float, default=d.min_precision, help=f"calibration target ({d.min_precision})"
@@ -113,10 +115,17 @@ def run(args: argparse.Namespace) -> int:
 def summary_table(summary: dict) -> str:
     """The table printed at the end: per dataset the overlap by tier and, with results, the accuracies."""
     det = summary["detector"]
-    lines = [
-        f"detector: threshold {det['threshold']} (calibrated precision {det['precision']}, recall {det['recall']}, "
-        f"AUC {det['auc']} on {det['pairs']} pairs)"
-    ]
+    if det["threshold"] is None:
+        line = (
+            f"detector: no threshold reaches precision {det['min_precision']} on the {det['pairs']} calibration pairs "
+            f"(ROC AUC {det['auc']}): the embedding tier flags nothing; SHA-256 and pHash still do"
+        )
+    else:
+        line = (
+            f"detector: threshold {det['threshold']} (precision {det['precision']}, recall {det['recall']}, "
+            f"ROC AUC {det['auc']} on {det['pairs']} calibration pairs)"
+        )
+    lines = [line]
     head = (
         "| dataset | n | overlap % | exact | phash | embedding | All | Clean | Overlap | Overlap-Clean | p | on All |"
     )

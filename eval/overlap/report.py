@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from eval.neardup.images import to_rgb
 from eval.overlap.stats import OverlapStats
 from wit_builder.errors import WitError
 
@@ -285,7 +286,7 @@ def thumbnail(image: object, px: int = THUMB_PX) -> bytes:
             if isinstance(image, Image.Image)
             else Image.open(io.BytesIO(image) if isinstance(image, bytes) else image)
         )
-        img = img.convert("RGB")
+        img = to_rgb(img)  # transparency flattened onto white (clip art), no palette-transparency warning
         img.thumbnail((px, px))
     except (OSError, ValueError) as err:
         raise WitError(f"cannot make a thumbnail of {str(image)[:80]!r}: {err}") from err

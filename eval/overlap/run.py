@@ -39,7 +39,7 @@ class OverlapOptions:
 
     detector: str | None = None  # a saved detector (save_detector file); default: train one on the corpus
     train_images: int = 2000  # corpus images the detector trains on (a seeded, spread sample)
-    steps: int | None = None  # detector training steps (default: DetectorConfig's)
+    steps: int | None = None  # detector training steps (default: detector_steps, ~40 views per image, 50..400)
     detector_config: DetectorConfig | None = None  # the whole training config (library use; `steps` still applies)
     threshold: float | None = None  # the embedding tier's cosine threshold; default: calibrated
     min_precision: float = 0.99  # the calibrated operating point's precision on the synthetic pairs
@@ -121,8 +121,8 @@ def get_detector(urls: list[str], options: OverlapOptions, out: str) -> tuple[Em
         return model, {"source": options.detector, "saved_threshold": saved}
     images = corpus_mod.training_sample(urls, options.train_images, options.seed)
     cfg = options.detector_config or DetectorConfig(seed=options.seed)
-    if options.steps:
-        cfg = dataclasses.replace(cfg, steps=options.steps)
+    if options.steps or not options.detector_config:  # a config given whole keeps its steps
+        cfg = dataclasses.replace(cfg, steps=options.steps or detector_steps(len(images), cfg))
     log(f"training the near-duplicate detector on {len(images):,} corpus images ({cfg.steps} steps) ...")
     started = time.time()
     model, history = train_detector(images, cfg)
@@ -135,6 +135,12 @@ def get_detector(urls: list[str], options: OverlapOptions, out: str) -> tuple[Em
         "loss": [round(history[0]["loss"], 4), round(history[-1]["loss"], 4)],
         "train_s": round(time.time() - started, 1),
     }
+
+
+def detector_steps(n_images: int, cfg: DetectorConfig, views_per_image: int = 40) -> int:
+    """Training steps for `n_images`: about `views_per_image` augmented views of each (two per step and batch slot),
+    at least 50 and at most cfg.steps; 2,000 images get the full 400, a small corpus is not trained for minutes."""
+    return max(min(50, cfg.steps), min(cfg.steps, (n_images * views_per_image) // (2 * cfg.batch)))
 
 
 def calibrate_detector(model: Embedder, sets: list[EvalSet], options: OverlapOptions):

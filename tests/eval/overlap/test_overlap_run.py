@@ -255,3 +255,11 @@ def test_ray_data_signing_equals_in_process(world, ray_session):
     np.testing.assert_allclose(remote.signatures.vectors, local.signatures.vectors, atol=1e-5)
     assert remote.skipped == local.skipped and local.skipped.pop("no_image") == 1
     assert [(reason.split(" (")[0], n) for reason, n in local.skipped.items()] == [("not a recognised image", 1)]
+
+
+def test_detector_steps_scale_with_the_corpus():
+    from eval.overlap.run import detector_steps
+
+    cfg = DetectorConfig()  # batch 96, steps 400: two views per slot, 192 views per step
+    assert [detector_steps(n, cfg) for n in (10, 240, 1000, 2000, 10_000)] == [50, 50, 208, 400, 400]
+    assert detector_steps(1000, DetectorConfig(steps=30)) == 30  # never more than the config allows
