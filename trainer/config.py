@@ -114,6 +114,16 @@ _SMALL = [
     ModelConfig("small-vit", 256, VisionConfig(64, 256, 6, patch_size=8), TextConfig(256, 4, 6), quick_gelu=False),
 ]
 
+
+def _width(w: int) -> ModelConfig:
+    """A tiny-vit-shaped model whose towers are both `w` wide (one attention head per 32), for `wit study scaling`."""
+    vision = VisionConfig(64, w, 4, patch_size=8, head_width=32)
+    return ModelConfig(f"tiny-vit-w{w}", 128, vision, TextConfig(w, w // 32, 4), quick_gelu=False)
+
+
+# The compute-scaling widths (`wit study scaling`): same depth, patch, context and embedding, width varied.
+_SMALL += [_width(w) for w in (32, 64, 128)]
+
 MODELS: dict[str, ModelConfig] = {c.name: c for c in _PAPER + _SMALL}
 _ALIASES = {"ViT-B-32": "ViT-B/32", "ViT-B-16": "ViT-B/16", "ViT-L-14": "ViT-L/14", "ViT-L-14-336": "ViT-L/14@336px"}
 
