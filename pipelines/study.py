@@ -6,11 +6,17 @@
         few-shot linear probes against zero-shot, and how many shots zero-shot is worth (Figure 6)
     wit study prompts --data OUT --out STUDY [--epochs 1]
         first trains a tiny-vit on the `wit build` folder OUT into STUDY/run, then studies it
+    wit study scaling --data OUT --out STUDY [--widths tiny-vit-w32,tiny-vit-w64,tiny-vit-w128] [--seeds 0]
+        trains each width on OUT (same data, seed and schedule) into STUDY/runs/NAME, one after the other on this
+        Ray cluster, and plots zero-shot error against training compute with the fitted log-log line (Figure 9)
 
 CKPT/RUN as for `wit eval` (a `wit train` run folder, or a checkpoint file with --model). --tasks defaults to every
 classification task `wit eval data` wrote (the shift family aside). STUDY gets results.parquet (one row per task, arm,
 x, metric and seed; both studies' rows when both were run into it: `wit sql STUDY "SELECT * FROM results"`),
-summary.md (a table per study beside the paper's finding) and one PNG per study.
+summary.md (a table per study beside the paper's finding) and one PNG per study. On a cluster, submit this
+script with `ray job submit -- python pipelines/study.py scaling ...`: its arms run one after the other in that job.
+To run the arms as parallel Ray Train jobs, submit one job per width (`--widths NAME`, the same --out), then one with
+all the widths: it reuses the finished runs, evaluates them and writes the joint rows and plot.
 """
 
 if __name__ == "__main__":
@@ -23,8 +29,10 @@ import argparse
 import sys
 
 DEFAULT_SHOTS = "1,2,4,8,16"
-HELP = "the paper's evaluation studies at demo scale: prompts (Figure 4), fewshot (Figure 6)"
-STUDIES = ("prompts", "fewshot")
+DEFAULT_SEEDS = {"fewshot": "0,1,2", "scaling": "0"}
+DEFAULT_WIDTHS = "tiny-vit-w32,tiny-vit-w64,tiny-vit-w128"
+HELP = "the paper's studies at demo scale: prompts (Figure 4), fewshot (Figure 6), scaling (Figure 9)"
+STUDIES = ("prompts", "fewshot", "scaling")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +49,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fewshot: labelled images per class (default 1,2,4,8,16, cut per task to what its smallest class has; "
         "given explicitly, a task that cannot give them is an error)",
     )
-    parser.add_argument("--seeds", default="0,1,2", help="fewshot: one probe per seed and k (default 0,1,2)")
+    parser.add_argument(
+        "--seeds", help="fewshot: one probe per seed and k (default 0,1,2); scaling: one run per seed and width (0)"
+    )
+    parser.add_argument(
+        "--widths",
+        help=f"scaling: comma-separated models to train (default {DEFAULT_WIDTHS}); sequential here, on a cluster "
+        "each arm can be its own `ray job submit` Ray Train job",
+    )
     parser.add_argument("--epochs", type=int, default=1, help="with --data: training epochs (default 1)")
     parser.add_argument("--batch-size", type=int, default=64, help="with --data: the training batch (default 64)")
 
@@ -51,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from eval.run import EvalOptions, Evaluator
 
     study = check_study(args.study)
-    shots, seeds = int_list(args.shots or DEFAULT_SHOTS, "--shots"), int_list(args.seeds, "--seeds")
+    if study == "scaling":
+        return run_scaling(args)
+    seeds = int_list(args.seeds or DEFAULT_SEEDS["fewshot"], "--seeds")
+    shots = int_list(args.shots or DEFAULT_SHOTS, "--shots")
     tasks = study_tasks(args.tasks, args.data_dir)
     checkpoint = args.checkpoint or train_first(args)
     options = EvalOptions(data_dir=args.data_dir, shots=shots, seeds=seeds, progress=sys.stderr.isatty())
@@ -121,6 +139,96 @@ def train_first(args: argparse.Namespace) -> str:
     return run
 
 
+def check_widths(text: str) -> list[str]:
+    """The registered model names in --widths (at least one), or a WitError listing the registered ones."""
+    from trainer.config import MODELS
+    from wit_builder.errors import WitError
+
+    names = [w.strip() for w in text.split(",") if w.strip()]
+    unknown = [w for w in names if w not in MODELS]
+    if unknown or not names:
+        raise WitError(
+            f"--widths {text!r}: unknown model {', '.join(unknown) or '(none)'}: choose from {', '.join(MODELS)}"
+        )
+    return names
+
+
+def corpus_samples(data: str) -> int:
+    """The samples of a `wit build` folder or shards, as the trainer counts them (reads tar headers, starts no Ray)."""
+    from trainer.ray_train import plan
+    from trainer.run_config import TrainConfig
+
+    return plan(TrainConfig(data=data, model="tiny-vit", out="", batch_size=1))["samples"]
+
+
+def scaling_run(args: argparse.Namespace, name: str, seed: int) -> tuple[str, dict]:
+    """Train `name` on --data with `seed` into STUDY/runs/NAME (NAME-seedS beyond seed 0); a finished run there with the
+    same settings is reused. Returns the run folder and its summary (samples seen, train_s)."""
+    from trainer.ray_train import SUMMARY_FILE, run_path, train
+    from trainer.run_config import RESUME_KEYS, TrainConfig
+    from wit_builder import storage
+    from wit_builder.errors import WitError
+
+    out = f"{args.out.rstrip('/')}/runs/{name}" + (f"-seed{seed}" if seed else "")
+    cfg = TrainConfig(
+        data=args.data,
+        model=name,
+        out=out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        warmup=10,
+        seed=seed,
+        tokenizer=args.tokenizer,
+    )
+    done, config = run_path(out, SUMMARY_FILE), run_path(out, "config.json")
+    if storage.exists(config):
+        saved = storage.read_json(config).get("config", {})
+        same = all(saved.get(k) == v for k, v in cfg.to_dict().items() if k in RESUME_KEYS)
+        if not (same and storage.exists(done)):
+            state = "a run with other settings" if not same else "an unfinished run"
+            raise WitError(f"{out} holds {state}: remove it, or give the study a new --out")
+        print(f"study scaling: reusing the finished run {out}", file=sys.stderr)
+        return out, {"train_s": float("nan"), **storage.read_json(done)}
+    print(f"study scaling: training {name} (seed {seed}) for {cfg.epochs} epoch(s) into {out} ...", file=sys.stderr)
+    summary = train(cfg)
+    return out, {**summary, "train_s": summary.get("wall_s", float("nan"))}
+
+
+def run_scaling(args: argparse.Namespace) -> int:
+    """`wit study scaling`: train every width on the same data, seed and schedule, evaluate zero-shot error, write the
+    rows, summary and plot."""
+    from eval.model import load_eval_model
+    from eval.run import EvalOptions, Evaluator
+    from eval.studies.scaling import check_corpus, gflops_per_sample, scaling_rows
+    from trainer.config import get_config
+    from wit_builder.errors import WitError
+
+    widths = check_widths(args.widths or DEFAULT_WIDTHS)
+    seeds = int_list(args.seeds or DEFAULT_SEEDS["scaling"], "--seeds")
+    if args.checkpoint or not args.data:
+        raise WitError(
+            "the scaling study trains its own models: give --data OUT (a `wit build` folder), no --checkpoint"
+        )
+    tasks = study_tasks(args.tasks, args.data_dir)
+    if not tasks:
+        raise WitError("no classification tasks to evaluate: run `wit eval data` first, or give --data-dir or --tasks")
+    check_corpus(corpus_samples(args.data), args.batch_size, args.data)
+    options = EvalOptions(data_dir=args.data_dir, progress=sys.stderr.isatty())
+    rows = []
+    for seed in seeds:
+        for name in widths:
+            run_folder, summary = scaling_run(args, name, seed)
+            config = get_config(name)
+            gflops = gflops_per_sample(config, config.vision.image_size, config.text.context_length)
+            evaluator = Evaluator(load_eval_model(run_folder, tokenizer=args.tokenizer), options)
+            print(f"study scaling: {name} (seed {seed}): zero-shot on {', '.join(tasks)} ...", file=sys.stderr)
+            rows += scaling_rows(evaluator, name, tasks, gflops, int(summary["samples"]), seed, summary["train_s"])
+    written = write_study(args.out, "scaling", rows)
+    print(summary_text(read_rows(args.out)))
+    print(f"study: {', '.join(written)}", file=sys.stderr)
+    return 0
+
+
 def compute(
     study: str, evaluator, tasks: list[str], shots: tuple[int, ...], seeds: tuple[int, ...], strict: bool = True
 ) -> list[dict]:
@@ -159,6 +267,7 @@ def write_study(out: str, study: str, rows: list[dict]) -> list[str]:
     from eval.studies import results_table
     from eval.studies.fewshot import plot_fewshot
     from eval.studies.prompts import plot_prompts
+    from eval.studies.scaling import plot_scaling
     from wit_builder import storage
 
     folder = out.rstrip("/")
@@ -167,7 +276,7 @@ def write_study(out: str, study: str, rows: list[dict]) -> list[str]:
     pq.write_table(results_table(merged), buffer)
     storage.write_bytes(f"{folder}/results.parquet", buffer.getvalue())
     storage.write_bytes(f"{folder}/summary.md", summary_text(merged).encode())
-    plot = plot_prompts if study == "prompts" else plot_fewshot
+    plot = {"prompts": plot_prompts, "fewshot": plot_fewshot, "scaling": plot_scaling}[study]
     with tempfile.TemporaryDirectory() as tmp:
         plot(rows, f"{tmp}/plot.png")
         with open(f"{tmp}/plot.png", "rb") as handle:
@@ -177,13 +286,15 @@ def write_study(out: str, study: str, rows: list[dict]) -> list[str]:
 
 def summary_text(rows: list[dict]) -> str:
     """summary.md: a section per study present in the rows."""
-    from eval.studies import fewshot, prompts
+    from eval.studies import fewshot, prompts, scaling
 
     parts = ["# Studies at demo scale\n"]
     if any(r["task"] == prompts.STUDY for r in rows):
         parts.append("## Prompt engineering and ensembling (Figure 4)\n\n" + prompts.summary(rows))
     if any(r["task"] == fewshot.STUDY for r in rows):
         parts.append("## Zero-shot vs few-shot linear probes (Figure 6)\n\n" + fewshot.summary(rows))
+    if any(r["task"] == scaling.STUDY for r in rows):
+        parts.append("## Compute scaling (Figure 9)\n\n" + scaling.summary(rows))
     return "\n".join(parts)
 
 
