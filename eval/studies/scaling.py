@@ -141,6 +141,13 @@ def reading(rows: list[dict], fit: Fit | None) -> str:
             "Every width's error is within two standard errors of chance, so the fitted slope measures noise, not a "
             "scaling law: train on a larger corpus or for more epochs before reading it."
         )
+    if 2 * len(near_chance) >= len(mean):
+        return (
+            f"{len(near_chance)} of {len(mean)} widths are within two standard errors of chance: too few points above "
+            "it to read a trend (slope "
+            + (f"{fit.slope:.3f}" if fit is not None else "undefined")
+            + "); train on a larger corpus or for more epochs before reading it."
+        )
     if fit is None:
         return "The points cannot be fitted on log-log axes (one compute, or a zero error)."
     trend = "falls" if fit.slope < 0 else "does not fall"

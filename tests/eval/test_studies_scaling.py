@@ -143,3 +143,15 @@ def test_the_reading_says_when_every_width_is_at_chance():
     text = summary(rows)
     assert "within two standard errors of chance, so the fitted slope measures noise" in text
     assert "| 90.0 |" in text  # the chance error of ten classes
+
+
+def test_the_reading_refuses_a_trend_when_most_widths_are_at_chance():
+    """Two of three widths at chance (10 %), one clearly above: no trend is read, the count is given."""
+    rows = []
+    for name, accuracy in zip(WIDTHS, (0.10, 0.11, 0.40)):
+        rows += scaling_rows(
+            FakeEvaluator({"digits": accuracy}), name, ["digits"], gflops_per_sample(MODELS[name]), 500, 0
+        )
+    text = summary(rows)
+    assert "2 of 3 widths are within two standard errors of chance: too few points above it" in text
+    assert "Error falls with compute here" not in text
