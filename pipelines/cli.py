@@ -46,7 +46,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="wit",
         description="Rebuild CLIP as in the paper: the query list, curation of a candidate pool and its download "
         "into WebDataset shards, training on them, evaluation (zero-shot, retrieval, linear probes), the "
-        "train/eval overlap report, and SQL over every table.",
+        "train/eval overlap report and within-corpus deduplication, the paper's studies, and SQL over every table.",
         parents=[_common()],
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
