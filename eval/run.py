@@ -127,11 +127,23 @@ class Evaluator:
         return getattr(self, task.replace("-", "_"))(dataset)
 
     def zeroshot(self, dataset: str, templates: list[str] | None = None) -> TaskResult:
-        from eval.zeroshot import classify
+        from eval.zeroshot import classify, classify_logits, generative_logits, objective_of
 
         feats = self.features(dataset, "test")
         _need_labels(feats, dataset)
-        result = classify(feats.x, feats.labels, self.class_weights(feats.data, templates))
+        if objective_of(self.model.model) == "contrastive":
+            result = classify(feats.x, feats.labels, self.class_weights(feats.data, templates))
+        else:
+            if not feats.data.classnames:
+                raise WitError(f"{feats.data.name} has no class names: give --classnames FILE")
+            logits = generative_logits(
+                self.model.model,
+                self.model.tokenizer,
+                feats.x,
+                feats.data.classnames,
+                templates or self.templates_for(feats.data),
+            )
+            result = classify_logits(logits, feats.labels)
         predictions = (
             _predictions(feats, "zeroshot", result.predictions, result.top5) if self.options.per_example else None
         )
@@ -139,7 +151,14 @@ class Evaluator:
 
     def retrieval(self, dataset: str) -> TaskResult:
         from eval.retrieval import retrieval_metrics
+        from eval.zeroshot import objective_of
 
+        objective = objective_of(self.model.model)
+        if objective != "contrastive":
+            raise WitError(
+                f"{self.model.checkpoint} was trained with --objective {objective}: retrieval needs a contrastive "
+                "(CLIP) model's text embeddings"
+            )
         feats = self.features(dataset, "test")
         data = feats.data
         if data.captions is None:

@@ -1,6 +1,10 @@
 """Zero-shot classification as in the paper: each class name goes through every prompt template, the L2-normalised
 text embeddings of one class are averaged and renormalised (the prompt ensemble), and an image's logits are its
-normalised features against those class vectors, scaled by 100. Metrics as CLIP_benchmark reports them."""
+normalised features against those class vectors, scaled by 100. Metrics as CLIP_benchmark reports them.
+
+A model trained with `--objective bow` or `caption` has no text tower to embed prompts: each image scores each class's
+prompts with the model's own head (the prompt's bag-of-words score, or its log-likelihood given the image; see
+trainer/objectives.py), averaged over the templates, and the highest score is the prediction (the paper's Figure 2)."""
 
 from __future__ import annotations
 
@@ -45,10 +49,37 @@ class ZeroShotResult:
     logits: np.ndarray
 
 
+def objective_of(model) -> str:
+    """'contrastive' for a CLIP, else the objective a generative model was trained with (bow, caption)."""
+    return getattr(model, "objective", "contrastive")
+
+
+def generative_logits(
+    model, tokenizer, image_features: np.ndarray, classnames: list[str], templates: list[str]
+) -> np.ndarray:
+    """[n, K] for a bow or caption model: per image and class the mean over templates of the prompt's score."""
+    import torch
+
+    from trainer.objectives import prompt_scores
+
+    if not classnames or not templates:
+        raise WitError("zero-shot needs at least one class name and one prompt template")
+    features = torch.from_numpy(np.ascontiguousarray(image_features, dtype=np.float32))
+    total = np.zeros((len(image_features), len(classnames)), dtype=np.float64)
+    for template in templates:
+        tokens = tokenizer([fill(template, name) for name in classnames], model.context_length)
+        total += prompt_scores(model, features, tokens).double().numpy()
+    return (total / len(templates)).astype(np.float32)
+
+
 def classify(image_features: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> ZeroShotResult:
     """Zero-shot predictions and metrics (acc5 only with five classes or more, as CLIP_benchmark)."""
-    logits = zero_shot_logits(image_features, weights)
-    n_classes = weights.shape[1]
+    return classify_logits(zero_shot_logits(image_features, weights), labels)
+
+
+def classify_logits(logits: np.ndarray, labels: np.ndarray) -> ZeroShotResult:
+    """Predictions and metrics from per-class scores [n, K] (the highest score wins)."""
+    n_classes = logits.shape[1]
     predictions = logits.argmax(axis=1)
     order = np.argsort(-logits, axis=1, kind="stable")[:, : min(5, n_classes)]
     metrics = {

@@ -1,7 +1,8 @@
 """Train CLIP on WebDataset shards with Ray Train (docs/training.md).
 
-    wit train --data OUT --model tiny-vit --out RUN [--workers N] [--gpus-per-worker G] [--epochs E]
-              [--batch-size B] [--lr LR] [--warmup W] [--checkpoint-every N] [--resume] [--seed S]
+    wit train --data OUT --model tiny-vit --out RUN [--objective contrastive|bow|caption] [--workers N]
+              [--gpus-per-worker G] [--epochs E] [--batch-size B] [--lr LR] [--warmup W] [--checkpoint-every N]
+              [--keep-checkpoints K] [--resume] [--seed S]
     ray job submit --working-dir . -- python pipelines/train.py --data OUT --model ... --out RUN
 
 --data is a `wit build --out` folder (its finished shards), a folder of .tar shards made elsewhere (img2dataset,
@@ -11,6 +12,8 @@ epoch. RUN (local or s3://) receives config.json, metrics.jsonl (`wit sql RUN "S
 checkpoint every --checkpoint-every steps; `--resume` continues a stopped run mid-epoch where its last checkpoint
 left it, with the same loss curve as an uninterrupted run. Defaults follow the paper (global batch 32,768, 32 epochs,
 2,000 warm-up steps, the per-family AdamW settings); small runs on a CPU set --batch-size and --epochs.
+`--objective bow|caption` trains the same image tower to predict the caption's bag of words or the caption itself
+(the paper's Figure 2 baselines) instead of CLIP's contrastive objective.
 """
 
 if __name__ == "__main__":
@@ -41,6 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="NAME", required=True, help=f"one of {', '.join(MODELS)}")
     parser.add_argument(
         "--out", metavar="RUN", required=True, help="run folder (local or s3://): config, metrics, checkpoints"
+    )
+    from trainer.objectives import OBJECTIVES
+
+    parser.add_argument(
+        "--objective",
+        choices=OBJECTIVES,
+        default=d.objective,
+        help="contrastive: CLIP (default); bow: predict the caption's bag of words from the image; caption: a "
+        "transformer language model predicts the caption from the image (the paper's Figure 2)",
     )
     parser.add_argument("--workers", metavar="N", type=int, default=d.workers, help="Ray Train workers (default 1)")
     parser.add_argument(
@@ -89,6 +101,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=d.checkpoint_every,
         help=f"steps between checkpoints (default {d.checkpoint_every}; one more at the end)",
+    )
+    parser.add_argument(
+        "--keep-checkpoints",
+        metavar="K",
+        type=int,
+        default=d.keep_checkpoints,
+        help=f"the newest checkpoints to keep (default {d.keep_checkpoints}; 0 keeps every one)",
     )
     parser.add_argument(
         "--log-every", metavar="STEPS", type=int, default=d.log_every, help="steps between metrics lines (default 1)"
@@ -142,6 +161,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         data=args.data,
         model=args.model,
         out=args.out,
+        objective=args.objective,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
         cpus_per_worker=args.cpus_per_worker,
@@ -153,6 +173,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         grad_clip=args.grad_clip,
         precision=args.precision,
         checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every,
         shuffle_buffer=args.shuffle_buffer,
         seed=args.seed,

@@ -20,6 +20,11 @@ def export_run(run: str, out: str, fmt: str = "openai") -> dict:
     if fmt not in FORMATS:
         raise WitError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     model, step = load_run_model(run)
+    if model.objective != "contrastive":
+        raise WitError(
+            f"{run} was trained with --objective {model.objective}: only contrastive (CLIP) runs export to the "
+            "OpenAI/OpenCLIP layouts"
+        )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
     torch.save(state if fmt == "openai" else {"state_dict": state, "step": step}, buffer)
@@ -32,9 +37,10 @@ def export_run(run: str, out: str, fmt: str = "openai") -> dict:
     return {"model": model.config.name, "step": step, "files": files, "tensors": len(state)}
 
 
-def load_run_model(run: str):
-    """The model of a `wit train` run folder at its newest checkpoint (loaded with weights_only=True)."""
-    from trainer.models.clip import CLIP
+def load_run_model(run: str, step: int | None = None):
+    """The model of a `wit train` run folder at its newest checkpoint, or the one of `step` (weights_only=True): a CLIP,
+    or the bag-of-words or captioning model of a run trained with that --objective. Returns (model, step)."""
+    from trainer.objectives import build_model, tokenizer_vocab_size
     from trainer.ray_train import checkpoint_dirs, load_state
 
     config_uri = f"{run.rstrip('/')}/config.json"
@@ -43,6 +49,14 @@ def load_run_model(run: str):
     found = checkpoint_dirs(run)
     if not found:
         raise WitError(f"{run} holds no checkpoint yet: train first (`wit train ... --out {run}`)")
-    model = CLIP(json.loads(storage.read_bytes(config_uri))["config"]["model"])
+    if step is not None:
+        found = [(s, path) for s, path in found if s == step]
+        if not found:
+            steps = ", ".join(str(s) for s, _ in checkpoint_dirs(run))
+            raise WitError(f"{run} has no checkpoint of step {step} (it has {steps})")
+    config = json.loads(storage.read_bytes(config_uri))["config"]
+    model = build_model(
+        config["model"], config.get("objective", "contrastive"), tokenizer_vocab_size(config.get("tokenizer"))
+    )
     model.load_state_dict(load_state(found[-1][1])["model"])
     return model.eval(), found[-1][0]

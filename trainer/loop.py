@@ -72,19 +72,20 @@ def train_step(
     scaler: torch.amp.GradScaler | None = None,
     grad_clip: float | None = None,
 ) -> dict[str, float]:
-    """Forward, contrastive loss, backward, (clip), optimiser and scheduler step, logit-scale clamp.
+    """Forward, loss, backward, (clip), optimiser and scheduler step, logit-scale clamp (contrastive models).
 
-    `batch` holds "images" [B, 3, S, S] and "tokens" [B, ctx] on the model's device. Returns this worker's metrics:
-    loss (this worker's rows against the global batch; their mean over workers is the global loss), lr (before the
-    scheduler step: the rate this step used), logit_scale (exp of the clamped temperature after the step) and
-    grad_norm (before clipping, when clipping is on)."""
+    `batch` holds "images" [B, 3, S, S] and "tokens" [B, ctx] on the model's device; the loss is
+    `loss_fn(*model(images, tokens))` (trainer.objectives.build_loss). Returns this worker's metrics: loss (for the
+    contrastive loss: this worker's rows against the global batch; their mean over workers is the global loss), lr
+    (before the scheduler step: the rate this step used), logit_scale (exp of the clamped temperature after the step;
+    only for a model that has one) and grad_norm (before clipping, when clipping is on)."""
     precision = precision or Precision("fp32", None, batch["images"].device.type)
     model.train()
     optimizer.zero_grad(set_to_none=True)
     lr = optimizer.param_groups[0]["lr"]
     with precision.autocast():
-        image_features, text_features, logit_scale = model(batch["images"], batch["tokens"])
-        loss = loss_fn(image_features.float(), text_features.float(), logit_scale.float())
+        outputs = model(batch["images"], batch["tokens"])
+        loss = loss_fn(*(o.float() if o.is_floating_point() else o for o in outputs))
     metrics: dict[str, float] = {}
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -101,6 +102,8 @@ def train_step(
     if scheduler is not None:
         scheduler.step()
     inner = _unwrap(model)
-    inner.clamp_logit_scale_()  # the paper's clip: exp(t) never above 100 (T1's model keeps the forward clamped)
-    metrics.update(loss=loss.item(), lr=lr, logit_scale=inner.logit_scale.exp().item())
+    metrics.update(loss=loss.item(), lr=lr)
+    if hasattr(inner, "clamp_logit_scale_"):
+        inner.clamp_logit_scale_()  # the paper's clip: exp(t) never above 100 (the model keeps the forward clamped)
+        metrics["logit_scale"] = inner.logit_scale.exp().item()
     return metrics

@@ -10,7 +10,7 @@ Run folder RUN (`--out`, local or s3://; Ray's `RunConfig(name=basename, storage
     RUN/summary.json                the last run's summary (steps, samples, final loss, samples/s, data wait, skips)
     RUN/checkpoint_step_NNNNNNNN/   state.pt: model, optimizer, scheduler, (scaler), step, epoch, the data position
                                     of every worker, the skip counts, RNG state; loads with torch.load(weights_only=True)
-plus Ray Train's own bookkeeping files. The two newest checkpoints are kept.
+plus Ray Train's own bookkeeping files. The two newest checkpoints are kept (`--keep-checkpoints N`, 0 = all).
 
 Resume: rerunning with --resume reuses the same RunConfig(name, storage_path); each worker restores the newest
 checkpoint (`ray.train.get_checkpoint()`, else the one the driver checked) and skips its data position in the same
@@ -88,8 +88,8 @@ def load_state(checkpoint_dir: str) -> dict:
 
 
 def _compare_configs(out: str, saved: dict, cfg: TrainConfig) -> None:
-    ours = cfg.to_dict()
-    diffs = [k for k in RESUME_KEYS if saved.get(k) != ours.get(k)]
+    ours, defaults = cfg.to_dict(), TrainConfig.defaults()
+    diffs = [k for k in RESUME_KEYS if saved.get(k, defaults.get(k)) != ours.get(k)]
     if diffs:
         shown = "; ".join(f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {ours.get(k)!r}" for k in diffs)
         raise WitError(
@@ -102,11 +102,16 @@ def plan(cfg: TrainConfig) -> dict:
     """Check the inputs and derive the schedule: shards, samples, steps per epoch, total steps. WitError on bad
     input (unknown model, no shards, shards without images, a batch the data cannot fill, bad worker counts)."""
     from trainer.config import UnknownModel, get_config
+    from trainer.objectives import UnknownObjective, check_objective
 
     try:
         model = get_config(cfg.model)
     except UnknownModel as err:
         raise WitError(f"{err} (--model)") from None
+    try:
+        check_objective(cfg.objective)
+    except UnknownObjective as err:
+        raise WitError(f"{err} (--objective)") from None
     if cfg.workers < 1:
         raise WitError(f"--workers {cfg.workers}: give at least 1")
     if cfg.batch_size < cfg.workers or cfg.batch_size % cfg.workers:
@@ -115,6 +120,8 @@ def plan(cfg: TrainConfig) -> dict:
         )
     if cfg.epochs < 1 or cfg.checkpoint_every < 1 or cfg.log_every < 1:
         raise WitError("--epochs, --checkpoint-every and --log-every must be at least 1")
+    if cfg.keep_checkpoints < 0:
+        raise WitError(f"--keep-checkpoints {cfg.keep_checkpoints}: give 0 (keep every one) or more")
     shards = tdata.resolve_shards(cfg.data)
     members = shard_members(shards.urls[0])
     if not any(s in tdata.IMAGE_SUFFIXES for s in members):
@@ -267,8 +274,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     from trainer.config import get_config
     from trainer.loop import Precision, train_step
-    from trainer.loss import ClipLoss
-    from trainer.models import CLIP
+    from trainer.objectives import build_loss, build_model, tokenizer_vocab_size
     from trainer.optim import build_optimizer, cosine_schedule
 
     cfg = TrainConfig.from_dict(config["cfg"])
@@ -282,7 +288,7 @@ def train_loop_per_worker(config: dict) -> None:
 
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    model = CLIP(get_config(cfg.model))
+    model = build_model(get_config(cfg.model), cfg.objective, tokenizer_vocab_size(cfg.tokenizer))
     state = None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -294,7 +300,7 @@ def train_loop_per_worker(config: dict) -> None:
         model.load_state_dict(state["model"])
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    inner = model  # the CLIP module itself: what is optimised and checkpointed, whatever wraps it
+    inner = model  # the model itself (CLIP, BowModel or CaptionModel): what is optimised and checkpointed, whatever wraps it
     if cfg.compile:
         model = torch.compile(model)
     model = ray.train.torch.prepare_model(model)
@@ -312,7 +318,7 @@ def train_loop_per_worker(config: dict) -> None:
         torch.set_rng_state(state["rng"]["torch"])
         if device.type == "cuda" and state["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    loss_fn = ClipLoss()
+    loss_fn = build_loss(cfg.objective)
 
     log = MetricsLog(cfg.out, step) if rank == 0 else None
     bar = None
@@ -424,7 +430,7 @@ def train_loop_per_worker(config: dict) -> None:
                             "samples_seen": step * cfg.batch_size,
                             "loss": last_loss,
                             "lr": metrics["lr"],
-                            "logit_scale": metrics["logit_scale"],
+                            "logit_scale": metrics.get("logit_scale"),  # None: the objective has no temperature
                             "samples_per_s": window["samples"] / max(window["time"], 1e-9),
                             "data_wait_fraction": window["wait"] / max(window["time"], 1e-9),
                         }
@@ -591,7 +597,7 @@ def train(cfg: TrainConfig) -> dict:
             **_storage_args(cfg.out),
             failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
             worker_runtime_env={"env_vars": storage.s3_env_vars()},  # workers write metrics to an s3:// RUN too
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.keep_checkpoints or None),
         ),
         datasets={"train": ds},
         dataset_config=ray.train.DataConfig(execution_options=ray.data.ExecutionOptions(preserve_order=True)),

@@ -20,6 +20,7 @@ class TrainConfig:
     data: str  # a build folder, a folder of .tar shards, a brace pattern, or one .tar
     model: str  # a name of trainer.config.MODELS (or an OpenCLIP alias)
     out: str  # the run folder RUN (local or s3://): config.json, metrics.jsonl, checkpoints
+    objective: str = "contrastive"  # contrastive (CLIP) | bow | caption (trainer.objectives; the paper's Figure 2)
     workers: int = 1  # Ray Train workers (one process each; DDP over gloo on CPU, nccl on GPU)
     gpus_per_worker: float = 0.0  # 0: CPU training
     cpus_per_worker: float = 1.0  # CPU reservation of each worker (torch threads = max(1, round(this)))
@@ -31,6 +32,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max global gradient norm; None: no clipping (the paper names none)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (trainer.loop.Precision)
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
+    keep_checkpoints: int = 2  # the newest checkpoints kept (0: every one, e.g. to evaluate along the run)
     log_every: int = 1  # steps between metrics.jsonl lines
     shuffle_buffer: int = 1000  # rows of each worker's within-epoch shuffle buffer (0: stream order)
     seed: int = 0
@@ -52,6 +54,11 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
 
+    @classmethod
+    def defaults(cls) -> dict:
+        """The default of every field that has one (what a config.json written before a field existed meant)."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+
     @property
     def local_batch(self) -> int:
         return self.batch_size // self.workers
@@ -63,6 +70,7 @@ class TrainConfig:
 RESUME_KEYS = (
     "data",
     "model",
+    "objective",
     "workers",
     "epochs",
     "batch_size",

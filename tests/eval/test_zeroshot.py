@@ -111,3 +111,42 @@ def test_bad_images_are_counted_not_fatal(open_clip_checkpoint):
     assert embedded.ok.tolist() == [True, True, True, False, False]
     assert embedded.features.shape == (3, ours.model.config.embed_dim)
     assert dict(embedded.skipped) == {"bad image": 1, "image too large": 1}
+
+
+@pytest.mark.parametrize("objective", ["bow", "caption"])
+def test_a_generative_run_is_scored_by_its_prompts_likelihood(tmp_path, objective):
+    """`wit eval --task zeroshot` on a bow/caption run: each image's prediction is the class whose prompts score
+    highest on average over the templates, computed here prompt by prompt with the model's own scorer; retrieval,
+    which needs text embeddings, is refused in one line."""
+    import json
+
+    from eval.run import EvalOptions, Evaluator
+    from eval.tasks import build_tasks
+    from trainer.objectives import build_model, prompt_scores
+    from trainer.tokenizer import load_tokenizer
+
+    torch.manual_seed(0)
+    model = build_model("tiny-vit", objective).eval()
+    run = tmp_path / "run" / "checkpoint_step_00000004"
+    run.mkdir(parents=True)
+    config = {"model": "tiny-vit", "objective": objective}
+    (tmp_path / "run" / "config.json").write_text(json.dumps({"config": config, "plan": {}}))
+    torch.save({"model": model.state_dict(), "optimizer": {}, "step": 4, "position": {}}, run / "state.pt")
+    data_dir = tmp_path / "tasks"
+    build_tasks(str(data_dir), ["rendered-text"], progress=False)
+    evaluator = Evaluator(load_eval_model(str(tmp_path / "run")), EvalOptions(data_dir=str(data_dir), per_example=True))
+    assert evaluator.model.step == 4 and evaluator.model.model.objective == objective
+    result = evaluator.zeroshot("rendered-text")
+    feats = evaluator.features("rendered-text", "test")
+    classes, templates = feats.data.classnames, evaluator.templates_for(feats.data)
+    tokenizer = load_tokenizer(None, 77)
+    x = torch.from_numpy(feats.x)
+    expected = np.zeros((len(feats.x), len(classes)))
+    for k, name in enumerate(classes):
+        for t in templates:
+            expected[:, k] += prompt_scores(model, x, tokenizer([fill(t, name)]))[:, 0].numpy() / len(templates)
+    predicted = expected.argmax(axis=1)
+    assert result.predictions.column("prediction").to_pylist() == [classes[i] for i in predicted]
+    assert result.record["metrics"]["acc1"] == pytest.approx(float((predicted == feats.labels).mean()))
+    with pytest.raises(WitError, match=f"trained with --objective {objective}: retrieval needs a contrastive"):
+        evaluator.retrieval("rendered-text")

@@ -46,6 +46,8 @@ class CLIP(nn.Module):
     """forward(images, tokens) -> (image features, text features, exp(clamped logit scale)), features L2-normalised,
     as OpenCLIP's model returns them for its loss."""
 
+    objective = "contrastive"  # trainer.objectives: what it is trained with
+
     def __init__(self, config: ModelConfig | str):
         super().__init__()
         config = get_config(config) if isinstance(config, str) else config
