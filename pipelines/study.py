@@ -1,4 +1,4 @@
-"""The paper's evaluation-only studies at demo scale (docs/studies.md):
+"""The paper's studies at demo scale (docs/studies.md):
 
     wit study prompts --checkpoint RUN [--data-dir EVAL] [--tasks digits,emoji-group] --out STUDY
         zero-shot top-1 with the bare class name, "a photo of a {c}." and the 80-prompt ensemble (Figure 4)
@@ -9,14 +9,17 @@
     wit study scaling --data OUT --out STUDY [--widths tiny-vit-w32,tiny-vit-w64,tiny-vit-w128] [--seeds 0]
         trains each width on OUT (same data, seed and schedule) into STUDY/runs/NAME, one after the other on this
         Ray cluster, and plots zero-shot error against training compute with the fitted log-log line (Figure 9)
+    wit study objectives --data OUT --out STUDY [--objectives contrastive,bow,caption] [--points 4] [--seeds 0]
+        trains the same model (--model, default tiny-vit) with each objective on OUT into STUDY/runs/OBJECTIVE, keeps
+        --points checkpoints along each run and plots their zero-shot top-1 against images seen (Figure 2)
 
 CKPT/RUN as for `wit eval` (a `wit train` run folder, or a checkpoint file with --model). --tasks defaults to every
 classification task `wit eval data` wrote (the shift family aside). STUDY gets results.parquet (one row per task, arm,
 x, metric and seed; both studies' rows when both were run into it: `wit sql STUDY "SELECT * FROM results"`),
 summary.md (a table per study beside the paper's finding) and one PNG per study. On a cluster, submit this
 script with `ray job submit -- python pipelines/study.py scaling ...`: its arms run one after the other in that job.
-To run the arms as parallel Ray Train jobs, submit one job per width (`--widths NAME`, the same --out), then one with
-all the widths: it reuses the finished runs, evaluates them and writes the joint rows and plot.
+To run the arms as parallel Ray Train jobs, submit one job per arm (`--widths NAME` or `--objectives NAME`, the same
+--out), then one with all the arms: it reuses the finished runs, evaluates them and writes the joint rows and plot.
 """
 
 if __name__ == "__main__":
@@ -29,10 +32,16 @@ import argparse
 import sys
 
 DEFAULT_SHOTS = "1,2,4,8,16"
-DEFAULT_SEEDS = {"fewshot": "0,1,2", "scaling": "0"}
+DEFAULT_SEEDS = {"fewshot": "0,1,2", "scaling": "0", "objectives": "0"}
 DEFAULT_WIDTHS = "tiny-vit-w32,tiny-vit-w64,tiny-vit-w128"
-HELP = "the paper's studies at demo scale: prompts (Figure 4), fewshot (Figure 6), scaling (Figure 9)"
-STUDIES = ("prompts", "fewshot", "scaling")
+DEFAULT_OBJECTIVES = "contrastive,bow,caption"
+DEFAULT_POINTS = 4
+HELP = (
+    "the paper's studies at demo scale: objectives (Figure 2), prompts (Figure 4), fewshot (Figure 6), "
+    "scaling (Figure 9)"
+)
+STUDIES = ("objectives", "prompts", "fewshot", "scaling")
+TRAINING_STUDIES = ("objectives", "scaling")  # the studies that train their own models on --data
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,12 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "given explicitly, a task that cannot give them is an error)",
     )
     parser.add_argument(
-        "--seeds", help="fewshot: one probe per seed and k (default 0,1,2); scaling: one run per seed and width (0)"
+        "--seeds",
+        help="fewshot: one probe per seed and k (default 0,1,2); scaling, objectives: one run per seed and arm (0)",
     )
     parser.add_argument(
         "--widths",
         help=f"scaling: comma-separated models to train (default {DEFAULT_WIDTHS}); sequential here, on a cluster "
         "each arm can be its own `ray job submit` Ray Train job",
+    )
+    parser.add_argument(
+        "--objectives",
+        help=f"objectives: comma-separated training objectives (default {DEFAULT_OBJECTIVES}), each trained on --data",
+    )
+    parser.add_argument(
+        "--points",
+        type=int,
+        default=DEFAULT_POINTS,
+        help=f"objectives: checkpoints evaluated along each run (default {DEFAULT_POINTS}; the last is the run's end)",
     )
     parser.add_argument("--epochs", type=int, default=1, help="with --data: training epochs (default 1)")
     parser.add_argument("--batch-size", type=int, default=64, help="with --data: the training batch (default 64)")
@@ -68,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     study = check_study(args.study)
     if study == "scaling":
         return run_scaling(args)
+    if study == "objectives":
+        return run_objectives(args)
     seeds = int_list(args.seeds or DEFAULT_SEEDS["fewshot"], "--seeds")
     shots = int_list(args.shots or DEFAULT_SHOTS, "--shots")
     tasks = study_tasks(args.tasks, args.data_dir)
@@ -161,13 +183,33 @@ def corpus_samples(data: str) -> int:
     return plan(TrainConfig(data=data, model="tiny-vit", out="", batch_size=1))["samples"]
 
 
-def scaling_run(args: argparse.Namespace, name: str, seed: int) -> tuple[str, dict]:
-    """Train `name` on --data with `seed` into STUDY/runs/NAME (NAME-seedS beyond seed 0); a finished run there with the
-    same settings is reused. Returns the run folder and its summary (samples seen, train_s)."""
+def study_run(cfg, study: str) -> tuple[str, dict]:
+    """Train `cfg` (a training study's arm) into cfg.out, or reuse a finished run there with the same settings.
+    Returns the run folder and its summary (samples seen, train_s; train_s is nan for a reused run)."""
     from trainer.ray_train import SUMMARY_FILE, run_path, train
     from trainer.run_config import RESUME_KEYS, TrainConfig
     from wit_builder import storage
     from wit_builder.errors import WitError
+
+    out = cfg.out
+    done, config = run_path(out, SUMMARY_FILE), run_path(out, "config.json")
+    if storage.exists(config):
+        saved, defaults = storage.read_json(config).get("config", {}), TrainConfig.defaults()
+        same = all(saved.get(k, defaults.get(k)) == v for k, v in cfg.to_dict().items() if k in RESUME_KEYS)
+        if not (same and storage.exists(done)):
+            state = "a run with other settings" if not same else "an unfinished run"
+            raise WitError(f"{out} holds {state}: remove it, or give the study a new --out")
+        print(f"study {study}: reusing the finished run {out}", file=sys.stderr)
+        return out, {"train_s": float("nan"), **storage.read_json(done)}
+    arm = cfg.model if study == "scaling" else f"{cfg.model} --objective {cfg.objective}"
+    print(f"study {study}: training {arm} (seed {cfg.seed}) for {cfg.epochs} epoch(s) into {out} ...", file=sys.stderr)
+    summary = train(cfg)
+    return out, {**summary, "train_s": summary.get("wall_s", float("nan"))}
+
+
+def scaling_run(args: argparse.Namespace, name: str, seed: int) -> tuple[str, dict]:
+    """Train `name` on --data with `seed` into STUDY/runs/NAME (NAME-seedS beyond seed 0), or reuse it."""
+    from trainer.run_config import TrainConfig
 
     out = f"{args.out.rstrip('/')}/runs/{name}" + (f"-seed{seed}" if seed else "")
     cfg = TrainConfig(
@@ -180,18 +222,22 @@ def scaling_run(args: argparse.Namespace, name: str, seed: int) -> tuple[str, di
         seed=seed,
         tokenizer=args.tokenizer,
     )
-    done, config = run_path(out, SUMMARY_FILE), run_path(out, "config.json")
-    if storage.exists(config):
-        saved = storage.read_json(config).get("config", {})
-        same = all(saved.get(k) == v for k, v in cfg.to_dict().items() if k in RESUME_KEYS)
-        if not (same and storage.exists(done)):
-            state = "a run with other settings" if not same else "an unfinished run"
-            raise WitError(f"{out} holds {state}: remove it, or give the study a new --out")
-        print(f"study scaling: reusing the finished run {out}", file=sys.stderr)
-        return out, {"train_s": float("nan"), **storage.read_json(done)}
-    print(f"study scaling: training {name} (seed {seed}) for {cfg.epochs} epoch(s) into {out} ...", file=sys.stderr)
-    summary = train(cfg)
-    return out, {**summary, "train_s": summary.get("wall_s", float("nan"))}
+    return study_run(cfg, "scaling")
+
+
+def check_training_study(args: argparse.Namespace, study: str) -> list[str]:
+    """The evaluation tasks of a study that trains its own models; a WitError for --checkpoint, no --data or no
+    tasks."""
+    from wit_builder.errors import WitError
+
+    if args.checkpoint or not args.data:
+        raise WitError(
+            f"the {study} study trains its own models: give --data OUT (a `wit build` folder), no --checkpoint"
+        )
+    tasks = study_tasks(args.tasks, args.data_dir)
+    if not tasks:
+        raise WitError("no classification tasks to evaluate: run `wit eval data` first, or give --data-dir or --tasks")
+    return tasks
 
 
 def run_scaling(args: argparse.Namespace) -> int:
@@ -201,18 +247,11 @@ def run_scaling(args: argparse.Namespace) -> int:
     from eval.run import EvalOptions, Evaluator
     from eval.studies.scaling import check_corpus, gflops_per_sample, scaling_rows
     from trainer.config import get_config
-    from wit_builder.errors import WitError
 
     widths = check_widths(args.widths or DEFAULT_WIDTHS)
     seeds = int_list(args.seeds or DEFAULT_SEEDS["scaling"], "--seeds")
-    if args.checkpoint or not args.data:
-        raise WitError(
-            "the scaling study trains its own models: give --data OUT (a `wit build` folder), no --checkpoint"
-        )
-    tasks = study_tasks(args.tasks, args.data_dir)
-    if not tasks:
-        raise WitError("no classification tasks to evaluate: run `wit eval data` first, or give --data-dir or --tasks")
-    check_corpus(corpus_samples(args.data), args.batch_size, args.data)
+    tasks = check_training_study(args, "scaling")
+    check_corpus(corpus_samples(args.data), args.batch_size, args.data, "scaling")
     options = EvalOptions(data_dir=args.data_dir, progress=sys.stderr.isatty())
     rows = []
     for seed in seeds:
@@ -224,6 +263,79 @@ def run_scaling(args: argparse.Namespace) -> int:
             print(f"study scaling: {name} (seed {seed}): zero-shot on {', '.join(tasks)} ...", file=sys.stderr)
             rows += scaling_rows(evaluator, name, tasks, gflops, int(summary["samples"]), seed, summary["train_s"])
     written = write_study(args.out, "scaling", rows)
+    print(summary_text(read_rows(args.out)))
+    print(f"study: {', '.join(written)}", file=sys.stderr)
+    return 0
+
+
+def check_objectives(text: str) -> list[str]:
+    """The objective names in --objectives (at least one), or a WitError listing the known ones."""
+    from trainer.objectives import OBJECTIVES
+    from wit_builder.errors import WitError
+
+    names = [o.strip() for o in text.split(",") if o.strip()]
+    unknown = [o for o in names if o not in OBJECTIVES]
+    if unknown or not names:
+        raise WitError(
+            f"--objectives {text!r}: unknown objective {', '.join(unknown) or '(none)'}: choose from "
+            f"{', '.join(OBJECTIVES)}"
+        )
+    return names
+
+
+def run_objectives(args: argparse.Namespace) -> int:
+    """`wit study objectives`: train the same model with each objective on the same data, seed and schedule, keep
+    --points checkpoints along each run, evaluate zero-shot at each, write the rows, summary and plot."""
+    import math
+
+    from eval.model import EvalModel
+    from eval.run import EvalOptions, Evaluator
+    from eval.studies.objectives import fact_rows, objective_rows
+    from eval.studies.scaling import check_corpus
+    from trainer.export import load_run_model
+    from trainer.ray_train import checkpoint_dirs, plan
+    from trainer.run_config import TrainConfig
+    from trainer.tokenizer import load_tokenizer
+    from wit_builder.errors import WitError
+
+    objectives = check_objectives(args.objectives or DEFAULT_OBJECTIVES)
+    seeds = int_list(args.seeds or DEFAULT_SEEDS["objectives"], "--seeds")
+    if args.points < 1:
+        raise WitError(f"--points {args.points}: give at least 1 (the run's end)")
+    tasks = check_training_study(args, "objectives")
+    check_corpus(corpus_samples(args.data), args.batch_size, args.data, "objectives")
+    model = args.model or "tiny-vit"
+    options = EvalOptions(data_dir=args.data_dir, progress=sys.stderr.isatty())
+    rows = []
+    for seed in seeds:
+        for objective in objectives:
+            cfg = TrainConfig(
+                data=args.data,
+                model=model,
+                out=f"{args.out.rstrip('/')}/runs/{objective}" + (f"-seed{seed}" if seed else ""),
+                objective=objective,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                warmup=10,
+                seed=seed,
+                tokenizer=args.tokenizer,
+                keep_checkpoints=0,
+            )
+            total = plan(cfg)["total_steps"]
+            cfg = cfg.replace(checkpoint_every=max(1, math.ceil(total / args.points)))
+            run_folder, summary = study_run(cfg, "objectives")
+            for step, _ in checkpoint_dirs(run_folder):
+                clip, _ = load_run_model(run_folder, step)
+                tokenizer = load_tokenizer(args.tokenizer, clip.context_length)
+                evaluator = Evaluator(EvalModel(clip, tokenizer, model, run_folder, step), options)
+                print(
+                    f"study objectives: {objective} (seed {seed}) at step {step}: zero-shot on {', '.join(tasks)} ...",
+                    file=sys.stderr,
+                )
+                rows += objective_rows(evaluator, objective, tasks, step * cfg.batch_size, seed)
+            facts = {"train_s": summary["train_s"], "final_loss": summary.get("final_loss") or math.nan}
+            rows += fact_rows(objective, seed, int(summary["samples"]), facts)
+    written = write_study(args.out, "objectives", rows)
     print(summary_text(read_rows(args.out)))
     print(f"study: {', '.join(written)}", file=sys.stderr)
     return 0
@@ -266,6 +378,7 @@ def write_study(out: str, study: str, rows: list[dict]) -> list[str]:
 
     from eval.studies import results_table
     from eval.studies.fewshot import plot_fewshot
+    from eval.studies.objectives import plot_objectives
     from eval.studies.prompts import plot_prompts
     from eval.studies.scaling import plot_scaling
     from wit_builder import storage
@@ -276,7 +389,12 @@ def write_study(out: str, study: str, rows: list[dict]) -> list[str]:
     pq.write_table(results_table(merged), buffer)
     storage.write_bytes(f"{folder}/results.parquet", buffer.getvalue())
     storage.write_bytes(f"{folder}/summary.md", summary_text(merged).encode())
-    plot = {"prompts": plot_prompts, "fewshot": plot_fewshot, "scaling": plot_scaling}[study]
+    plot = {
+        "objectives": plot_objectives,
+        "prompts": plot_prompts,
+        "fewshot": plot_fewshot,
+        "scaling": plot_scaling,
+    }[study]
     with tempfile.TemporaryDirectory() as tmp:
         plot(rows, f"{tmp}/plot.png")
         with open(f"{tmp}/plot.png", "rb") as handle:
@@ -286,9 +404,11 @@ def write_study(out: str, study: str, rows: list[dict]) -> list[str]:
 
 def summary_text(rows: list[dict]) -> str:
     """summary.md: a section per study present in the rows."""
-    from eval.studies import fewshot, prompts, scaling
+    from eval.studies import fewshot, objectives, prompts, scaling
 
     parts = ["# Studies at demo scale\n"]
+    if any(r["task"] == objectives.STUDY for r in rows):
+        parts.append("## Training objectives (Figure 2)\n\n" + objectives.summary(rows))
     if any(r["task"] == prompts.STUDY for r in rows):
         parts.append("## Prompt engineering and ensembling (Figure 4)\n\n" + prompts.summary(rows))
     if any(r["task"] == fewshot.STUDY for r in rows):

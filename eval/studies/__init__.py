@@ -1,8 +1,11 @@
-"""The paper's evaluation-only studies at demo scale (issue 15): prompt engineering and ensembling (Figure 4) and
-zero-shot versus few-shot linear probes (Figure 6). Each study turns an Evaluator into tidy rows (one per task, arm,
-x, metric, seed) that `results_table` makes the Parquet `wit sql` reads as `results`, and draws its PNG."""
+"""The paper's studies at demo scale: training objectives (Figure 2), prompt engineering and ensembling (Figure 4),
+zero-shot versus few-shot linear probes (Figure 6) and compute scaling (Figure 9). Each study turns Evaluators into
+tidy rows (one per task, arm, x, metric, seed) that `results_table` makes the Parquet `wit sql` reads as `results`,
+and draws its PNG."""
 
 from __future__ import annotations
+
+import math
 
 import pyarrow as pa
 
@@ -40,3 +43,27 @@ def row(dataset: str, study: str, arm: str, x: float, metric: str, value: float,
 def results_table(rows: list[dict]) -> pa.Table:
     """The rows as an Arrow table of SCHEMA."""
     return pa.Table.from_pylist(rows, schema=SCHEMA)
+
+
+def standard_error(p: float, n: int) -> float:
+    """The binomial standard error of an accuracy (or error) p measured on n test images."""
+    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display here or on a cluster)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str) -> None:
+    """Lay out, write and close a study's figure (closed even when writing fails)."""
+    try:
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        pyplot().close(fig)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eval.studies import row
+from eval.studies import pyplot, row, save_figure
 from wit_builder.errors import WitError
 
 STUDY = "fewshot"
@@ -141,10 +141,7 @@ def summary(rows: list[dict]) -> str:
 def plot_fewshot(rows: list[dict], path: str) -> None:
     """One panel per task: probe top-1 vs shots (log2 axis; mean, min..max over seeds), zero-shot and chance as
     horizontal lines, the shots zero-shot is worth in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     tasks = curves(rows)
     cols = min(3, len(tasks))
@@ -166,8 +163,4 @@ def plot_fewshot(rows: list[dict], path: str) -> None:
         ax.grid(True, alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     fig.suptitle("Zero-shot vs few-shot linear probes (paper: Figure 6)")
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

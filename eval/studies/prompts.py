@@ -3,9 +3,7 @@ bare class name, with the single prompt "a photo of a {c}.", and with the paper'
 
 from __future__ import annotations
 
-import math
-
-from eval.studies import row
+from eval.studies import pyplot, row, save_figure, standard_error
 from eval.templates import IMAGENET, NAME, ONE
 
 STUDY = "prompts"
@@ -28,11 +26,6 @@ def prompt_rows(evaluator, tasks: list[str]) -> list[dict]:
             acc1 = evaluator.zeroshot(task, templates=list(templates)).record["metrics"]["acc1"]
             rows.append(row(task, STUDY, arm, len(templates), "acc1", acc1, 0, len(feats.x), chance))
     return rows
-
-
-def standard_error(p: float, n: int) -> float:
-    """The binomial standard error of an accuracy p measured on n test images."""
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else float("nan")
 
 
 def by_task(rows: list[dict]) -> dict[str, dict[str, dict]]:
@@ -66,10 +59,7 @@ def _pct(r: dict) -> str:
 
 def plot_prompts(rows: list[dict], path: str) -> None:
     """Grouped bars per task (class name / one prompt / ensemble) with ± one standard error and chance marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
 
     tasks = by_task(rows)
@@ -91,8 +81,4 @@ def plot_prompts(rows: list[dict], path: str) -> None:
     ax.set_title("Prompt engineering and ensembling (paper: Figure 4)")
     ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(True, axis="y", alpha=0.3)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

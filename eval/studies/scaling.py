@@ -8,7 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from eval.studies import row
+from eval.studies import pyplot, row, save_figure, standard_error
 from wit_builder.errors import WitError
 
 STUDY = "scaling"
@@ -72,12 +72,13 @@ def fit_loglog(compute: Sequence[float], error: Sequence[float]) -> Fit:
     return Fit(float(slope), float(intercept), 1.0 - residual / total if total > 0 else 1.0)
 
 
-def check_corpus(samples: int, batch_size: int, data: str) -> None:
-    """A WitError unless the corpus fills at least one training batch (every width sees the same samples)."""
+def check_corpus(samples: int, batch_size: int, data: str, study: str = STUDY) -> None:
+    """A WitError unless the corpus fills at least one training batch (every arm sees the same samples)."""
+    arm = "width" if study == STUDY else "arm"
     if samples < batch_size:
         raise WitError(
-            f"--data {data} holds {samples} samples, but the scaling study needs at least {batch_size} (one "
-            f"--batch-size {batch_size} batch per width): build a bigger corpus or lower --batch-size"
+            f"--data {data} holds {samples} samples, but the {study} study needs at least {batch_size} (one "
+            f"--batch-size {batch_size} batch per {arm}): build a bigger corpus or lower --batch-size"
         )
 
 
@@ -133,7 +134,7 @@ def reading(rows: list[dict], fit: Fit | None) -> str:
     if not mean:
         return "No points were measured."
     near_chance = [
-        r for r in mean if abs(r["value"] - (1 - r["chance"])) <= 2 * _standard_error(r["value"], r["n_test"])
+        r for r in mean if abs(r["value"] - (1 - r["chance"])) <= 2 * standard_error(r["value"], r["n_test"])
     ]
     span = max(r["x"] for r in mean) / min(r["x"] for r in mean)
     if len(near_chance) == len(mean):
@@ -175,7 +176,7 @@ def summary(rows: list[dict]) -> str:
         lines.append(
             f"| {arm} | {seed} | {fact(rows, arm, seed, 'gflops_per_sample'):.4f} | "
             f"{fact(rows, arm, seed, 'samples_seen'):,.0f} | {r['x']:,.1f} | {fact(rows, arm, seed, 'train_s'):.1f} | "
-            f"{' | '.join(cells)} | {100 * r['value']:.1f} ± {100 * _standard_error(r['value'], r['n_test']):.1f} | "
+            f"{' | '.join(cells)} | {100 * r['value']:.1f} ± {100 * standard_error(r['value'], r['n_test']):.1f} | "
             f"{100 * (1 - r['chance']):.1f} |"
         )
     fit = try_fit(rows)
@@ -191,17 +192,10 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines) + f"\n\n{note}\n\n{line}\n\n{FINDING}\n\nReading: {reading(rows, fit)}\n"
 
 
-def _standard_error(p: float, n: int) -> float:
-    return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan
-
-
 def plot_scaling(rows: list[dict], path: str) -> None:
     """Log-log: task-averaged zero-shot error against training compute, one colour per width (single tasks faint),
     with the fitted line, like Figure 9."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     import numpy as np
     from matplotlib.ticker import FuncFormatter
 
@@ -231,8 +225,4 @@ def plot_scaling(rows: list[dict], path: str) -> None:
     ax.set_title("Compute scaling (paper: Figure 9)")
     ax.legend(fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    try:
-        fig.savefig(path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)
