@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export WIT_CACHE ?= $(HOME)/.cache/wit
 export NO_ALBUMENTATIONS_UPDATE := 1
-PYTEST_FLAGS ?=
+PYTEST_FLAGS ?= --durations=20
 
 .PHONY: demo test test-fast test-slow lint install data browser lock ray-start ray-stop clean-demo
 

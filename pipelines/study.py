@@ -15,11 +15,11 @@
 
 CKPT/RUN as for `wit eval` (a `wit train` run folder, or a checkpoint file with --model). --tasks defaults to every
 classification task `wit eval data` wrote (the shift family aside). STUDY gets results.parquet (one row per task, arm,
-x, metric and seed; both studies' rows when both were run into it: `wit sql STUDY "SELECT * FROM results"`),
-summary.md (a table per study beside the paper's finding) and one PNG per study. On a cluster, submit this
-script with `ray job submit -- python pipelines/study.py scaling ...`: its arms run one after the other in that job.
-To run the arms as parallel Ray Train jobs, submit one job per arm (`--widths NAME` or `--objectives NAME`, the same
---out), then one with all the arms: it reuses the finished runs, evaluates them and writes the joint rows and plot.
+x, metric and seed; every study's rows that were run into it: `wit sql STUDY "SELECT * FROM results"`), summary.md
+(a section per study beside the paper's finding) and one PNG per study. On a cluster, submit this script with
+`ray job submit -- python pipelines/study.py objectives --parallel ...`: with --parallel the arms of a training study
+train at once as concurrent Ray Train runs (each driven from a Ray task), then the job evaluates them; without it they
+train one after the other. A rerun reuses the finished runs and only evaluates them again.
 """
 
 if __name__ == "__main__":
@@ -76,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_POINTS,
         help=f"objectives: checkpoints evaluated along each run (default {DEFAULT_POINTS}; the last is the run's end)",
+    )
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="objectives, scaling: train the arms at once as concurrent Ray Train runs on the cluster (it needs a CPU "
+        "per arm's worker plus one for Ray Data); by default one after another",
     )
     parser.add_argument("--epochs", type=int, default=1, help="with --data: training epochs (default 1)")
     parser.add_argument("--batch-size", type=int, default=64, help="with --data: the training batch (default 64)")
@@ -207,22 +213,51 @@ def study_run(cfg, study: str) -> tuple[str, dict]:
     return out, {**summary, "train_s": summary.get("wall_s", float("nan"))}
 
 
-def scaling_run(args: argparse.Namespace, name: str, seed: int) -> tuple[str, dict]:
-    """Train `name` on --data with `seed` into STUDY/runs/NAME (NAME-seedS beyond seed 0), or reuse it."""
+def arm_config(args: argparse.Namespace, arm: str, seed: int, **settings):
+    """The TrainConfig of one arm: --data, --epochs, --batch-size, --tokenizer, 10 warm-up steps and `seed`, into
+    STUDY/runs/ARM (ARM-seedS beyond seed 0), with the arm's own `settings` (model, objective, ...)."""
     from trainer.run_config import TrainConfig
 
-    out = f"{args.out.rstrip('/')}/runs/{name}" + (f"-seed{seed}" if seed else "")
-    cfg = TrainConfig(
+    return TrainConfig(
         data=args.data,
-        model=name,
-        out=out,
+        out=f"{args.out.rstrip('/')}/runs/{arm}" + (f"-seed{seed}" if seed else ""),
         epochs=args.epochs,
         batch_size=args.batch_size,
         warmup=10,
         seed=seed,
         tokenizer=args.tokenizer,
+        **settings,
     )
-    return study_run(cfg, "scaling")
+
+
+def train_arms(cfgs: list, study: str, parallel: bool) -> list[tuple[str, dict]]:
+    """Train (or reuse) every arm: one after the other, or with `parallel` as concurrent Ray Train runs, each driven
+    from a Ray task of the cluster (a WitError when the cluster lacks the CPUs for all their workers and Ray Data).
+    Returns (run folder, summary) per arm, in order."""
+    from wit_builder.errors import WitError
+
+    if not parallel or len(cfgs) < 2:
+        return [study_run(cfg, study) for cfg in cfgs]
+    from pipelines import ray_env
+
+    ray = ray_env.init_local()
+    cpus = float(ray.cluster_resources().get("CPU", 0))
+    workers = sum(cfg.workers * cfg.cpus_per_worker for cfg in cfgs)
+    if workers + 1 > cpus:
+        raise WitError(
+            f"--parallel trains {len(cfgs)} arms at once: their workers need {workers:g} CPUs and Ray Data at least "
+            f"1 more, and this Ray cluster has {cpus:g}: add nodes, or drop --parallel to train them one after another"
+        )
+    print(f"study {study}: training {len(cfgs)} arms in parallel as Ray Train runs ...", file=sys.stderr)
+    task = ray.remote(num_cpus=0)(_study_run_task)
+    return [tuple(done) for done in ray.get([task.remote(cfg.to_dict(), study) for cfg in cfgs])]
+
+
+def _study_run_task(cfg: dict, study: str) -> tuple[str, dict]:
+    """`study_run` in a Ray task (its TrainConfig travels as a dict)."""
+    from trainer.run_config import TrainConfig
+
+    return study_run(TrainConfig.from_dict(cfg), study)
 
 
 def check_training_study(args: argparse.Namespace, study: str) -> list[str]:
@@ -253,15 +288,15 @@ def run_scaling(args: argparse.Namespace) -> int:
     tasks = check_training_study(args, "scaling")
     check_corpus(corpus_samples(args.data), args.batch_size, args.data, "scaling")
     options = EvalOptions(data_dir=args.data_dir, progress=sys.stderr.isatty())
+    arms = [(seed, name) for seed in seeds for name in widths]
+    cfgs = [arm_config(args, name, seed, model=name) for seed, name in arms]
     rows = []
-    for seed in seeds:
-        for name in widths:
-            run_folder, summary = scaling_run(args, name, seed)
-            config = get_config(name)
-            gflops = gflops_per_sample(config, config.vision.image_size, config.text.context_length)
-            evaluator = Evaluator(load_eval_model(run_folder, tokenizer=args.tokenizer), options)
-            print(f"study scaling: {name} (seed {seed}): zero-shot on {', '.join(tasks)} ...", file=sys.stderr)
-            rows += scaling_rows(evaluator, name, tasks, gflops, int(summary["samples"]), seed, summary["train_s"])
+    for (seed, name), (run_folder, summary) in zip(arms, train_arms(cfgs, "scaling", args.parallel)):
+        config = get_config(name)
+        gflops = gflops_per_sample(config, config.vision.image_size, config.text.context_length)
+        evaluator = Evaluator(load_eval_model(run_folder, tokenizer=args.tokenizer), options)
+        print(f"study scaling: {name} (seed {seed}): zero-shot on {', '.join(tasks)} ...", file=sys.stderr)
+        rows += scaling_rows(evaluator, name, tasks, gflops, int(summary["samples"]), seed, summary["train_s"])
     written = write_study(args.out, "scaling", rows)
     print(summary_text(read_rows(args.out)))
     print(f"study: {', '.join(written)}", file=sys.stderr)
@@ -294,7 +329,6 @@ def run_objectives(args: argparse.Namespace) -> int:
     from eval.studies.scaling import check_corpus
     from trainer.export import load_run_model
     from trainer.ray_train import checkpoint_dirs, plan
-    from trainer.run_config import TrainConfig
     from trainer.tokenizer import load_tokenizer
     from wit_builder.errors import WitError
 
@@ -306,35 +340,23 @@ def run_objectives(args: argparse.Namespace) -> int:
     check_corpus(corpus_samples(args.data), args.batch_size, args.data, "objectives")
     model = args.model or "tiny-vit"
     options = EvalOptions(data_dir=args.data_dir, progress=sys.stderr.isatty())
+    arms = [(seed, objective) for seed in seeds for objective in objectives]
+    cfgs = [arm_config(args, o, seed, model=model, objective=o, keep_checkpoints=0) for seed, o in arms]
+    total = plan(cfgs[0])["total_steps"]  # the same data, epochs and batch for every arm
+    cfgs = [cfg.replace(checkpoint_every=max(1, math.ceil(total / args.points))) for cfg in cfgs]
     rows = []
-    for seed in seeds:
-        for objective in objectives:
-            cfg = TrainConfig(
-                data=args.data,
-                model=model,
-                out=f"{args.out.rstrip('/')}/runs/{objective}" + (f"-seed{seed}" if seed else ""),
-                objective=objective,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                warmup=10,
-                seed=seed,
-                tokenizer=args.tokenizer,
-                keep_checkpoints=0,
+    for (seed, objective), (run_folder, summary) in zip(arms, train_arms(cfgs, "objectives", args.parallel)):
+        for step, _ in checkpoint_dirs(run_folder):
+            clip, _ = load_run_model(run_folder, step)
+            tokenizer = load_tokenizer(args.tokenizer, clip.context_length)
+            evaluator = Evaluator(EvalModel(clip, tokenizer, model, run_folder, step), options)
+            print(
+                f"study objectives: {objective} (seed {seed}) at step {step}: zero-shot on {', '.join(tasks)} ...",
+                file=sys.stderr,
             )
-            total = plan(cfg)["total_steps"]
-            cfg = cfg.replace(checkpoint_every=max(1, math.ceil(total / args.points)))
-            run_folder, summary = study_run(cfg, "objectives")
-            for step, _ in checkpoint_dirs(run_folder):
-                clip, _ = load_run_model(run_folder, step)
-                tokenizer = load_tokenizer(args.tokenizer, clip.context_length)
-                evaluator = Evaluator(EvalModel(clip, tokenizer, model, run_folder, step), options)
-                print(
-                    f"study objectives: {objective} (seed {seed}) at step {step}: zero-shot on {', '.join(tasks)} ...",
-                    file=sys.stderr,
-                )
-                rows += objective_rows(evaluator, objective, tasks, step * cfg.batch_size, seed)
-            facts = {"train_s": summary["train_s"], "final_loss": summary.get("final_loss") or math.nan}
-            rows += fact_rows(objective, seed, int(summary["samples"]), facts)
+            rows += objective_rows(evaluator, objective, tasks, step * args.batch_size, seed)
+        facts = {"train_s": summary["train_s"], "final_loss": summary.get("final_loss") or math.nan}
+        rows += fact_rows(objective, seed, int(summary["samples"]), facts)
     written = write_study(args.out, "objectives", rows)
     print(summary_text(read_rows(args.out)))
     print(f"study: {', '.join(written)}", file=sys.stderr)

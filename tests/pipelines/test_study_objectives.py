@@ -103,3 +103,70 @@ def test_three_objectives_end_to_end(shards, tmp_path, ray_session, capsys):
     assert cli.main(["sql", str(out), query]) == 0
     printed = capsys.readouterr().out
     assert printed.count("caption") == 2 and printed.count("bow") == 2
+
+
+def test_parallel_arms_need_a_cpu_each_plus_one_for_ray_data(shards, tmp_path, ray_session, capsys):
+    data_dir = tmp_path / "tasks"
+    build_tasks(str(data_dir), ["rendered-text"], progress=False)
+    args = ["study", "objectives", "--data", shards, "--data-dir", str(data_dir), "--out", str(tmp_path / "s")]
+    assert cli.main(args + ["--batch-size", "8", "--parallel"]) == 2  # the session's cluster has 2 CPUs
+    assert error_line(capsys) == (
+        "wit: error: --parallel trains 3 arms at once: their workers need 3 CPUs and Ray Data at least 1 more, and "
+        "this Ray cluster has 2: add nodes, or drop --parallel to train them one after another"
+    )
+    assert not (tmp_path / "s" / "runs").exists()
+
+
+PARALLEL = """
+import json, sys
+from pipelines import ray_env
+ray_env.apply()
+import ray
+ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=300_000_000)
+from pipelines import cli
+shards, data_dir, out = sys.argv[1:4]
+args = ["study", "objectives", "--data", shards, "--data-dir", data_dir, "--objectives", "bow,caption",
+        "--epochs", "1", "--batch-size", "8", "--points", "2"]
+codes = [cli.main(args + ["--out", out + "/parallel", "--parallel"]), cli.main(args + ["--out", out + "/sequential"])]
+print("RESULT", json.dumps(codes))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_parallel_arms_give_the_sequential_results(shards, tmp_path, no_driver_ray):
+    """--parallel trains the arms as concurrent Ray Train runs (each driven from a Ray task of a 4-CPU cluster): the
+    loss curves and zero-shot rows equal those of the same arms trained one after another."""
+    import json
+    import os
+    import subprocess
+
+    from pipelines import ray_env
+
+    data_dir = tmp_path / "tasks"
+    build_tasks(str(data_dir), ["rendered-text"], progress=False)
+    env = {**os.environ, **ray_env.RAY_ENV, "RAY_ADDRESS": ""}
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", PARALLEL, shards, str(data_dir), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=repo,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0]) == [0, 0]
+    assert "training 2 arms in parallel as Ray Train runs" in done.stderr
+
+    def rows(kind):
+        table = pq.read_table(tmp_path / kind / "results.parquet").to_pylist()
+        return sorted((r["arm"], r["dataset"], r["x"], r["value"]) for r in table if r["metric"] == "zeroshot_acc1")
+
+    assert rows("parallel") == rows("sequential") and len(rows("parallel")) == 2 * 2 * 2
+    for objective in ("bow", "caption"):
+        curves = [
+            [json.loads(line)["loss"] for line in (tmp_path / kind / "runs" / objective / "metrics.jsonl").open()]
+            for kind in ("parallel", "sequential")
+        ]
+        assert curves[0] == curves[1] and len(curves[0]) == 3
