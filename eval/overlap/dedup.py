@@ -75,6 +75,22 @@ class DedupOptions:
     seed: int = 0
     progress: bool = False
 
+    def overlap_options(self):
+        """The eval.overlap.run.OverlapOptions of the settings `wit overlap`'s detector training and calibration share
+        with these."""
+        from eval.overlap.run import OverlapOptions
+
+        return OverlapOptions(
+            detector=self.detector,
+            train_images=self.train_images,
+            steps=self.steps,
+            detector_config=self.detector_config,
+            min_precision=self.min_precision,
+            calibration_pairs=self.calibration_pairs,
+            phash_distance=self.phash_distance,
+            seed=self.seed,
+        )
+
 
 def log(message: str) -> None:
     print(f"dedup: {message}", file=sys.stderr, flush=True)
@@ -313,18 +329,12 @@ def get_threshold(
     """The embedding threshold and how it was chosen: --threshold, else calibrated on the corpus's own images at
     options.min_precision (without `leave_out`, the duplicates the exact and pHash tiers found: a duplicate among the
     negatives would push the threshold up), else the saved detector's."""
-    from eval.overlap.run import OverlapOptions, calibrate_on_images
+    from eval.overlap.run import calibrate_on_images
 
     if options.threshold is not None:
         return float(options.threshold), {"how": "given (--threshold)"}
     keys, images = calibration_sample(urls, 2 * options.calibration_pairs + 200, options.seed, leave_out)
-    overlap_options = OverlapOptions(
-        min_precision=options.min_precision,
-        calibration_pairs=options.calibration_pairs,
-        phash_distance=options.phash_distance,
-        seed=options.seed,
-    )
-    cal, info, phash_check = calibrate_on_images(model, keys, images, overlap_options)
+    cal, info, phash_check = calibrate_on_images(model, keys, images, options.overlap_options())
     if cal is not None:
         how = {
             "how": f"calibrated on {len(images)} corpus images (precision {options.min_precision})",
@@ -347,7 +357,7 @@ def _round(x):
 
 def dedup(out: str, options: DedupOptions) -> dict:
     """Run `wit dedup` on the build folder `out`; returns summary.json's content (plus `examples` for printing)."""
-    from eval.overlap.run import OverlapOptions, get_detector
+    from eval.overlap.run import get_detector
 
     started = time.time()
     folder = check_folder(out.rstrip("/"))
@@ -358,14 +368,7 @@ def dedup(out: str, options: DedupOptions) -> dict:
     urls = folder.shard_urls()
     target = folder.path(DEDUP)
     os.makedirs(target, exist_ok=True)
-    overlap_options = OverlapOptions(
-        detector=options.detector,
-        train_images=options.train_images,
-        steps=options.steps,
-        detector_config=options.detector_config,
-        seed=options.seed,
-    )
-    model, detector_info = get_detector(urls, overlap_options, target)
+    model, detector_info = get_detector(urls, options.overlap_options(), target)
     log(f"signing the samples of {len(urls)} shard(s) ...")
     corpus = corpus_mod.sign_corpus(urls, model, options.ray, options.progress)
     keys, names, sig = in_order(corpus)
