@@ -27,7 +27,7 @@ from torch import nn
 from trainer.config import ModelConfig, get_config
 
 OBJECTIVES = ("contrastive", "bow", "caption")
-PAIRS_PER_CHUNK = 256  # image-prompt sequences the caption scorer runs at once (bounds the [positions, vocab] logits)
+PAIRS_PER_CHUNK = 512  # image-prompt pairs the caption scorer runs at once (bounds the [positions, vocab] logits)
 
 
 class UnknownObjective(ValueError):
@@ -179,40 +179,67 @@ def caption_log_likelihood(
 ) -> torch.Tensor:
     """[N, K]: log p(prompt | image) summed over the prompt's tokens after the start, end-of-text included.
 
-    The tokens every prompt shares before the first that differs (a template's words before the class name) have the
-    same probability under every prompt of an image, so they are scored once per image; each image-prompt pair then
-    pays the vocabulary projection only from there on."""
+    The tokens every prompt shares before the first that differs (a template's words before the class name) are run
+    through the transformer once per image: their probabilities are summed there, and their keys and values are
+    cached, so each image-prompt pair runs only its own tokens (the class name onwards) against that cache."""
     n, k = image_features.shape[0], prompts.shape[0]
     eot, width = caption_span(prompts)
     prompts = prompts[:, : max(width, 2)]
     differs = (prompts != prompts[:1]).any(dim=0).nonzero()
-    shared_to = min(int(differs[0]) if len(differs) else prompts.shape[1], int(eot.min()))  # targets 1..shared_to-1
-    out = torch.empty(n * k)
+    shared = min(int(differs[0]) if len(differs) else prompts.shape[1], int(eot.min()))  # positions 0..shared-1
+    own = prompts[:, shared:-1]  # each prompt's own input tokens; they predict targets shared+1 .. width-1
+    targets = prompts[:, shared + 1 :]
+    scored = torch.arange(shared + 1, prompts.shape[1])[None] <= eot[:, None]  # [K, width-1-shared]: up to EOT
+    out = torch.empty(n, k)
+    per_chunk = max(1, chunk // k)
     with torch.no_grad():
-        shared = torch.zeros(n)
-        if shared_to > 1:
-            for start in range(0, n, chunk):
-                rows = torch.arange(start, min(start + chunk, n))
-                first = prompts[:1].expand(len(rows), -1)
-                shared[rows] = _summed_log_probs(model, image_features[rows], first, 1, shared_to - 1)
-        for start in range(0, n * k, chunk):
-            pair = torch.arange(start, min(start + chunk, n * k))
-            out[pair] = _summed_log_probs(model, image_features[pair // k], prompts[pair % k], shared_to, None)
-    return out.view(n, k) + shared[:, None]
+        for start in range(0, n, per_chunk):
+            rows = torch.arange(start, min(start + per_chunk, n))
+            r = len(rows)
+            x = model.image_prefix(head_input(image_features[rows]))[:, None]
+            x = torch.cat([x, model.token_embedding(prompts[:1, 1:shared]).expand(r, -1, -1)], dim=1)
+            x = x + model.positional_embedding[:shared]
+            cache = []
+            for block in model.transformer.resblocks:
+                x, keys, values = _block_with_cache(block, x, None, None)
+                cache.append((keys, values))
+            log_probs = F.log_softmax(model.vocab_logits(model.ln_final(x)).float(), dim=-1)  # [r, shared, V]
+            prefix_ids = prompts[0, 1:shared]
+            common = log_probs[:, : shared - 1].gather(2, prefix_ids.expand(r, -1)[..., None]).sum(dim=(1, 2))
+            first = log_probs[:, shared - 1][:, prompts[:, shared]]  # [r, K]: each prompt's token at `shared`
+            total = common[:, None] + first
+            if own.shape[1]:
+                image = torch.arange(r).repeat_interleave(k)  # pair -> its image in the chunk (pairs image-major)
+                y = (
+                    model.token_embedding(own).repeat(r, 1, 1)
+                    + model.positional_embedding[shared : prompts.shape[1] - 1]
+                )
+                for block, (keys, values) in zip(model.transformer.resblocks, cache):
+                    y, _, _ = _block_with_cache(block, y, keys[image], values[image])
+                mask = scored.repeat(r, 1)
+                logits = model.vocab_logits(model.ln_final(y)[mask]).float()
+                wanted = targets.repeat(r, 1)[mask]
+                picked = logits.gather(1, wanted[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+                pair = torch.arange(r * k)[:, None].expand_as(mask)[mask]
+                total += torch.zeros(r * k).index_add_(0, pair, picked).view(r, k)
+            out[rows] = total
+    return out
 
 
-def _summed_log_probs(
-    model: CaptionModel, image_features: torch.Tensor, tokens: torch.Tensor, first: int, last: int | None
-) -> torch.Tensor:
-    """Per row the sum of log p(token t | image, tokens before t) for first <= t <= last (None: the row's EOT)."""
-    hidden, mask = model.decode(image_features, tokens)
-    targets = torch.arange(1, hidden.shape[1] + 1)[None]
-    mask = mask & (targets >= first) & (targets <= (last if last is not None else tokens.shape[1]))
-    logits = model.vocab_logits(hidden[mask]).float()
-    target_ids = tokens[:, 1 : hidden.shape[1] + 1][mask]
-    picked = logits.gather(1, target_ids[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)  # log-softmax at the target
-    rows = torch.arange(tokens.shape[0])[:, None].expand_as(mask)[mask]
-    return torch.zeros(tokens.shape[0]).index_add_(0, rows, picked)
+def _block_with_cache(block, x: torch.Tensor, past_keys: torch.Tensor | None, past_values: torch.Tensor | None):
+    """One residual attention block (trainer.models.transformer) on new tokens x [b, m, width] that attend causally
+    to themselves and to every cached position before them; returns (output, their keys, their values)."""
+    attn = block.attn
+    b, m, d = x.shape
+    qkv = F.linear(block.ln_1(x), attn.in_proj_weight, attn.in_proj_bias)
+    q, keys, values = qkv.view(b, m, 3, attn.heads, d // attn.heads).permute(2, 0, 3, 1, 4).unbind(0)
+    all_keys = keys if past_keys is None else torch.cat([past_keys, keys], dim=2)
+    all_values = values if past_values is None else torch.cat([past_values, values], dim=2)
+    past = all_keys.shape[2] - m
+    visible = torch.arange(past + m)[None] <= (past + torch.arange(m))[:, None]  # [m, past + m]
+    out = F.scaled_dot_product_attention(q, all_keys, all_values, attn_mask=visible)
+    x = x + attn.out_proj(out.transpose(1, 2).reshape(b, m, d))
+    return x + block.mlp(block.ln_2(x)), keys, values
 
 
 def prompt_scores(model: nn.Module, image_features: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
