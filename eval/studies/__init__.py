@@ -45,6 +45,25 @@ def results_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=SCHEMA)
 
 
+MEAN = "mean"  # the `dataset` of a study's rows averaged over the evaluation tasks
+
+
+def zeroshot_rows(evaluator, tasks: list[str], study: str, arm: str, x: float, metric: str, seed: int, error=False):
+    """Zero-shot top-1 (or with `error` its complement) of one model per task, and their mean over the tasks as the
+    `mean` row (n_test the summed test images, chance the mean chance), all at `x`."""
+    rows = []
+    for task in tasks:
+        feats = evaluator.features(task, "test")
+        acc = evaluator.zeroshot(task).record["metrics"]["acc1"]
+        chance = 1 / len(feats.data.classnames or [None])
+        rows.append(row(task, study, arm, x, metric, 1 - acc if error else acc, seed, len(feats.x), chance))
+    if rows:
+        mean = sum(r["value"] for r in rows) / len(rows)
+        chance = sum(r["chance"] for r in rows) / len(rows)
+        rows.append(row(MEAN, study, arm, x, metric, mean, seed, sum(r["n_test"] for r in rows), chance))
+    return rows
+
+
 def standard_error(p: float, n: int) -> float:
     """The binomial standard error of an accuracy (or error) p measured on n test images."""
     return math.sqrt(max(p * (1 - p), 0.0) / n) if n > 0 else math.nan

@@ -7,10 +7,9 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 
-from eval.studies import pyplot, row, save_figure, standard_error
+from eval.studies import MEAN, pyplot, row, save_figure, standard_error, zeroshot_rows
 
 STUDY = "objectives"
-MEAN = "mean"  # the `dataset` of the rows averaged over the evaluation tasks (and of the per-run facts)
 ACC = "zeroshot_acc1"
 LABELS = {
     "contrastive": "contrastive (CLIP)",
@@ -27,19 +26,7 @@ FINDING = (
 def objective_rows(evaluator, arm: str, tasks: list[str], images_seen: int, seed: int) -> list[dict]:
     """One checkpoint's rows at x = images seen: zero-shot top-1 per task, and their mean (dataset `mean`, n_test the
     summed test images, chance the mean chance)."""
-    rows, accs, n_total, chances = [], [], 0, []
-    for task in tasks:
-        feats = evaluator.features(task, "test")
-        chance = 1 / len(feats.data.classnames or [None])
-        acc = evaluator.zeroshot(task).record["metrics"]["acc1"]
-        rows.append(row(task, STUDY, arm, images_seen, ACC, acc, seed, len(feats.x), chance))
-        accs.append(acc)
-        n_total += len(feats.x)
-        chances.append(chance)
-    mean = sum(accs) / len(accs) if accs else math.nan
-    mean_chance = sum(chances) / len(chances) if chances else math.nan
-    rows.append(row(MEAN, STUDY, arm, images_seen, ACC, mean, seed, n_total, mean_chance))
-    return rows
+    return zeroshot_rows(evaluator, tasks, STUDY, arm, images_seen, ACC, seed)
 
 
 def fact_rows(arm: str, seed: int, images_seen: int, facts: dict[str, float]) -> list[dict]:
@@ -76,13 +63,14 @@ def curves(rows: list[dict], dataset: str = MEAN) -> dict[str, list[tuple[float,
 
 
 def images_to_reach(line: list[tuple[float, float, float, float]], target: float) -> float | None:
-    """The images seen at which a curve first reaches `target` accuracy (linear between checkpoints), or None."""
-    previous = (0.0, None)
+    """The images seen at which a curve first reaches `target` accuracy (linear between checkpoints; the first
+    checkpoint when it is already there, since nothing was measured before it), or None."""
+    previous = None
     for x, acc, _, _ in line:
         if acc >= target:
-            px, pacc = previous
-            if pacc is None or acc == pacc:
+            if previous is None or acc == previous[1]:
                 return x
+            px, pacc = previous
             return px + (x - px) * (target - pacc) / (acc - pacc)
         previous = (x, acc)
     return None
@@ -127,8 +115,14 @@ def reading(rows: list[dict]) -> str:
             "standard errors of the difference."
         )
         if other in above and gap > 2 * se:
-            reach = images_to_reach(lines[best], last[other][1])
-            if reach:
+            target = last[other][1]
+            reach = images_to_reach(lines[best], target)
+            if reach and lines[best][0][1] > target:  # already past it at the first checkpoint: a bound only
+                parts.append(
+                    f"It is past {LABELS.get(other, other)}'s final accuracy at its first checkpoint ({reach:,.0f} "
+                    f"images), at least {last[other][0] / reach:.1f}x fewer."
+                )
+            elif reach:
                 parts.append(
                     f"It reaches {LABELS.get(other, other)}'s final accuracy after {reach:,.0f} images, "
                     f"{last[other][0] / reach:.1f}x fewer."

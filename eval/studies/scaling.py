@@ -8,11 +8,10 @@ import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from eval.studies import pyplot, row, save_figure, standard_error
+from eval.studies import MEAN, pyplot, row, save_figure, standard_error, zeroshot_rows
 from wit_builder.errors import WitError
 
 STUDY = "scaling"
-MEAN = "mean"  # the `dataset` of the rows averaged over the evaluation tasks (and of the per-arm facts)
 ERROR = "zeroshot_error"
 FINDING = (
     "Paper (Figure 9): over 44x compute across 5 ResNet CLIP models, average zero-shot error on 36 datasets follows a "
@@ -88,18 +87,8 @@ def scaling_rows(
     """One arm's rows at x = gflops * samples (training GFLOP): zero-shot error per task and averaged over the tasks
     (dataset `mean`), and the arm's facts as `mean` rows: gflops_per_sample, samples_seen, train_s."""
     compute = gflops * samples
-    rows, errors, n_total, chances = [], [], 0, []
-    for task in tasks:
-        feats = evaluator.features(task, "test")
-        chance = 1 / len(feats.data.classnames or [None])
-        error = 1 - evaluator.zeroshot(task).record["metrics"]["acc1"]
-        rows.append(row(task, STUDY, arm, compute, ERROR, error, seed, len(feats.x), chance))
-        errors.append(error)
-        n_total += len(feats.x)
-        chances.append(chance)
-    mean_chance = sum(chances) / len(chances) if chances else math.nan
-    mean_error = sum(errors) / len(errors) if errors else math.nan
-    rows.append(row(MEAN, STUDY, arm, compute, ERROR, mean_error, seed, n_total, mean_chance))
+    rows = zeroshot_rows(evaluator, tasks, STUDY, arm, compute, ERROR, seed, error=True)
+    n_total, mean_chance = (rows[-1]["n_test"], rows[-1]["chance"]) if rows else (0, math.nan)
     for metric, value in (("gflops_per_sample", gflops), ("samples_seen", samples), ("train_s", train_s)):
         rows.append(row(MEAN, STUDY, arm, compute, metric, value, seed, n_total, mean_chance))
     return rows
