@@ -89,9 +89,10 @@ def load_state(checkpoint_dir: str) -> dict:
 
 def _compare_configs(out: str, saved: dict, cfg: TrainConfig) -> None:
     ours, defaults = cfg.to_dict(), TrainConfig.defaults()
-    diffs = [k for k in RESUME_KEYS if saved.get(k, defaults.get(k)) != ours.get(k)]
+    saved = {k: saved.get(k, defaults.get(k)) for k in RESUME_KEYS}  # a key a run predates means its default
+    diffs = [k for k in RESUME_KEYS if saved[k] != ours.get(k)]
     if diffs:
-        shown = "; ".join(f"--{k.replace('_', '-')} was {saved.get(k)!r}, now {ours.get(k)!r}" for k in diffs)
+        shown = "; ".join(f"--{k.replace('_', '-')} was {saved[k]!r}, now {ours.get(k)!r}" for k in diffs)
         raise WitError(
             f"--resume: {out} was started with other settings ({shown}): rerun with the same settings, "
             "or start a new --out"

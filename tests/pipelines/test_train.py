@@ -84,6 +84,10 @@ def test_flags_make_the_config():
             "1",
             "--grad-checkpointing",
             "--compile",
+            "--objective",
+            "caption",
+            "--keep-checkpoints",
+            "0",
         ]
     )
     cfg = train.config_from_args(args)
@@ -102,9 +106,13 @@ def test_flags_make_the_config():
         cfg.gpus_per_worker,
     ) == ("D", "tiny-rn", "R", 2, 3, 64, 1e-3, 5, 7, True, 9, 1.0)
     assert cfg.local_batch == 32 and cfg.grad_checkpointing and cfg.compile
+    assert (cfg.objective, cfg.keep_checkpoints) == ("caption", 0)
     defaults = train.config_from_args(parser.parse_args(["--data", "D", "--model", "RN50", "--out", "R"]))
     assert (defaults.batch_size, defaults.epochs, defaults.warmup, defaults.lr) == (32768, 32, 2000, None)
     assert not defaults.grad_checkpointing and not defaults.compile
+    assert (defaults.objective, defaults.keep_checkpoints) == ("contrastive", 2)
+    with pytest.raises(SystemExit):  # argparse names the choices
+        parser.parse_args(["--data", "D", "--model", "RN50", "--out", "R", "--objective", "mlm"])
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +196,26 @@ def test_a_real_wit_train_on_a_tiny_build_folder_ends_with_its_summary(tmp_path,
     assert json.loads(done.stdout) == [{"n": 5}]
     again = wit(*args)
     assert "already holds a run: pass --resume" in one_error_line(again)
+
+
+def test_resuming_with_another_objective_is_refused_and_older_runs_mean_contrastive(shards, tmp_path):
+    """A config.json written before --objective existed holds no `objective`: it resumes as contrastive, and a
+    resume that changes the objective is one line naming both."""
+    import json
+
+    from trainer.ray_train import prepare_run
+    from trainer.run_config import TrainConfig
+    from wit_builder.errors import WitError
+
+    run = tmp_path / "r"
+    run.mkdir()
+    cfg = TrainConfig(data=str(shards), model="tiny-vit", out=str(run), batch_size=8, resume=True)
+    saved = {k: v for k, v in cfg.to_dict().items() if k not in ("objective", "keep_checkpoints")}
+    (run / "config.json").write_text(json.dumps({"config": saved, "plan": {}}))
+    assert prepare_run(cfg)[2] is None  # same settings, no checkpoint yet: starts from the beginning
+    with pytest.raises(WitError, match="--objective was 'contrastive', now 'bow'"):
+        prepare_run(cfg.replace(objective="bow"))
+    with pytest.raises(
+        WitError, match=r"unknown objective 'mlm': choose one of contrastive, bow, caption \(--objective\)"
+    ):
+        prepare_run(cfg.replace(objective="mlm", resume=False, out=str(tmp_path / "new")))
