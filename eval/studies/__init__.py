@@ -48,19 +48,26 @@ def results_table(rows: list[dict]) -> pa.Table:
 MEAN = "mean"  # the `dataset` of a study's rows averaged over the evaluation tasks
 
 
-def zeroshot_rows(evaluator, tasks: list[str], study: str, arm: str, x: float, metric: str, seed: int, error=False):
-    """Zero-shot top-1 (or with `error` its complement) of one model per task, and their mean over the tasks as the
-    `mean` row (n_test the summed test images, chance the mean chance), all at `x`."""
+def zeroshot_rows(
+    evaluator, tasks: list[str], study: str, arm: str, x: float, seed: int, metrics: dict[str, str], error=False
+) -> list[dict]:
+    """One model's zero-shot rows at `x`: per task and per row metric in `metrics` (row metric -> the zero-shot
+    record's metric, e.g. acc1; with `error` its complement), then per metric their mean over the tasks as the `mean`
+    row (n_test the summed test images, chance the mean chance). Each task is scored once."""
     rows = []
     for task in tasks:
         feats = evaluator.features(task, "test")
-        acc = evaluator.zeroshot(task).record["metrics"]["acc1"]
+        record = evaluator.zeroshot(task).record["metrics"]
         chance = 1 / len(feats.data.classnames or [None])
-        rows.append(row(task, study, arm, x, metric, 1 - acc if error else acc, seed, len(feats.x), chance))
-    if rows:
-        mean = sum(r["value"] for r in rows) / len(rows)
-        chance = sum(r["chance"] for r in rows) / len(rows)
-        rows.append(row(MEAN, study, arm, x, metric, mean, seed, sum(r["n_test"] for r in rows), chance))
+        for metric, key in metrics.items():
+            value = 1 - record[key] if error else record[key]
+            rows.append(row(task, study, arm, x, metric, value, seed, len(feats.x), chance))
+    for metric in metrics:
+        found = [r for r in rows if r["metric"] == metric and r["dataset"] != MEAN]
+        if found:
+            mean = sum(r["value"] for r in found) / len(found)
+            chance = sum(r["chance"] for r in found) / len(found)
+            rows.append(row(MEAN, study, arm, x, metric, mean, seed, sum(r["n_test"] for r in found), chance))
     return rows
 
 

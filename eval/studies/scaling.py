@@ -87,7 +87,7 @@ def scaling_rows(
     """One arm's rows at x = gflops * samples (training GFLOP): zero-shot error per task and averaged over the tasks
     (dataset `mean`), and the arm's facts as `mean` rows: gflops_per_sample, samples_seen, train_s."""
     compute = gflops * samples
-    rows = zeroshot_rows(evaluator, tasks, STUDY, arm, compute, ERROR, seed, error=True)
+    rows = zeroshot_rows(evaluator, tasks, STUDY, arm, compute, seed, {ERROR: "acc1"}, error=True)
     n_total, mean_chance = (rows[-1]["n_test"], rows[-1]["chance"]) if rows else (0, math.nan)
     for metric, value in (("gflops_per_sample", gflops), ("samples_seen", samples), ("train_s", train_s)):
         rows.append(row(MEAN, STUDY, arm, compute, metric, value, seed, n_total, mean_chance))

@@ -9,7 +9,7 @@ from PIL import Image
 
 from eval.studies import row, standard_error
 from eval.studies.objectives import (
-    ACC,
+    BALANCED,
     STUDY,
     curves,
     images_to_reach,
@@ -22,7 +22,7 @@ from eval.studies.objectives import (
 def mean_rows(values: dict[str, list[float]], seed: int = 0, n: int = 1000, chance: float = 0.1) -> list[dict]:
     """Task-mean rows at 1,000 / 2,000 / ... images seen, one list of accuracies per objective."""
     return [
-        row("mean", STUDY, arm, 1000 * (i + 1), ACC, v, seed, n, chance)
+        row("mean", STUDY, arm, 1000 * (i + 1), BALANCED, v, seed, n, chance)
         for arm, accs in values.items()
         for i, v in enumerate(accs)
     ]
@@ -48,7 +48,9 @@ def test_images_to_reach_interpolates_between_checkpoints():
 def test_a_reading_at_chance_refuses_to_rank():
     rows = mean_rows({"contrastive": [0.1, 0.105], "bow": [0.1, 0.098], "caption": [0.1, 0.101]})
     text = reading(rows)
-    assert text.startswith("Final mean zero-shot top-1: contrastive (CLIP) 10.5%, transformer language model 10.1%")
+    assert text.startswith(
+        "Final mean balanced zero-shot top-1: contrastive (CLIP) 10.5%, transformer language model 10.1%"
+    )
     assert "No objective is more than two standard errors above chance" in text and "leads" not in text
 
 
@@ -68,7 +70,7 @@ def test_a_clear_leader_is_ranked_with_its_efficiency():
 
 def test_summary_and_plot(tmp_path):
     rows = mean_rows({"contrastive": [0.2, 0.4], "caption": [0.1, 0.2]})
-    rows += [row("digits", STUDY, "contrastive", 2000, ACC, 0.5, 0, 500, 0.1)]
+    rows += [row("digits", STUDY, "contrastive", 2000, BALANCED, 0.5, 0, 500, 0.1)]
     text = summary(rows)
     assert "| contrastive | 0 | 2,000 | 40.0 ± 1.5 | 10.0 |" in text
     assert "| objective | seed | digits |" in text and "| contrastive | 0 | 50.0 |" in text

@@ -65,6 +65,11 @@ def test_three_objectives_end_to_end(shards, tmp_path, ray_session, capsys):
     rows = pq.read_table(out / "results.parquet").to_pylist()
     assert {r["task"] for r in rows} == {"objectives"}
     acc = [r for r in rows if r["metric"] == "zeroshot_acc1"]
+    balanced = [r for r in rows if r["metric"] == "zeroshot_balanced_acc1"]  # what the summary and plot read
+    assert sorted((r["arm"], r["dataset"], r["x"]) for r in balanced) == sorted(
+        (r["arm"], r["dataset"], r["x"]) for r in acc
+    )
+    assert all(0 <= r["value"] <= 1 for r in balanced)
     # 3 steps of 8 with --points 2: checkpoints every 2 steps, at step 2 and at the end (step 3)
     expected = [
         (o, d, x) for o in ("contrastive", "bow", "caption") for x in (16.0, 24.0) for d in ("rendered-text", "mean")
@@ -86,7 +91,7 @@ def test_three_objectives_end_to_end(shards, tmp_path, ray_session, capsys):
     assert facts == {(o, m) for o in ("contrastive", "bow", "caption") for m in ("train_s", "final_loss")}
     summary = (out / "summary.md").read_text()
     assert "## Training objectives (Figure 2)" in summary and "| caption | 0 | 24 |" in summary
-    assert "12x in all" in summary and "Reading: Final mean zero-shot top-1: " in summary
+    assert "12x in all" in summary and "Reading: Final mean balanced zero-shot top-1: " in summary
     with Image.open(out / "objectives.png") as png:
         assert png.format == "PNG" and png.size[0] >= 400
 
@@ -161,9 +166,11 @@ def test_parallel_arms_give_the_sequential_results(shards, tmp_path, no_driver_r
 
     def rows(kind):
         table = pq.read_table(tmp_path / kind / "results.parquet").to_pylist()
-        return sorted((r["arm"], r["dataset"], r["x"], r["value"]) for r in table if r["metric"] == "zeroshot_acc1")
+        return sorted(
+            (r["arm"], r["dataset"], r["x"], r["metric"], r["value"]) for r in table if "zeroshot" in r["metric"]
+        )
 
-    assert rows("parallel") == rows("sequential") and len(rows("parallel")) == 2 * 2 * 2
+    assert rows("parallel") == rows("sequential") and len(rows("parallel")) == 2 * 2 * 2 * 2
     for objective in ("bow", "caption"):
         curves = [
             [json.loads(line)["loss"] for line in (tmp_path / kind / "runs" / objective / "metrics.jsonl").open()]
