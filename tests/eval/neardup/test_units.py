@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw, ImageOps
 from sklearn.metrics import roc_auc_score
 
 from eval.neardup.augment import TRANSFORMS, augment
 from eval.neardup.calibrate import calibrate, pr_curve, precision_at_recall, recall_at_precision, validation_pairs
+from eval.neardup.detector import REFERENCE_VIEWS, VIEWS, Signatures, best_cosine, match, pair_similarity, sign
 from eval.neardup.hashes import hamming, phash, phash_matches, sha256_hex
 from eval.neardup.images import decode, encode_png, to_rgb
 from eval.neardup.model import thumbnail, whiten_background
@@ -147,3 +149,42 @@ def test_hard_batches_hold_whole_neighbour_clusters():
     assert len(set(idx.tolist())) == 12
     assert sum(len(set(range(4 * c, 4 * c + 4)) & set(idx[:6].tolist())) == 4 for c in range(6)) >= 1
     assert len(set(_batch(24, 24, None, 0.5, np.random.default_rng(0)).tolist())) == 24
+
+
+class PixelEmbedder(torch.nn.Module):
+    """The centred thumbnail pixels as the embedding: unlike a random CNN, not near-invariant to mirroring."""
+
+    image_size, embed_dim = 16, 16 * 16 * 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(1)
+        return torch.nn.functional.normalize(flat - flat.mean(dim=1, keepdim=True), dim=1)
+
+
+def test_reference_views_line_up_a_mirrored_or_cropped_copy():
+    model = PixelEmbedder()
+    refs_bytes = [encode_png(drawing(0)), encode_png(drawing(7)), b"broken"]
+    refs = sign(model, refs_bytes, REFERENCE_VIEWS)
+    plain = sign(model, refs_bytes)
+    assert refs.views.shape == (3, len(REFERENCE_VIEWS), model.embed_dim) and not refs.views[2].any()
+    assert plain.views is None and np.array_equal(plain.vectors, refs.vectors)
+    zoomed = VIEWS["zoom80-tr"](drawing(7)).resize((120, 90))
+    queries = sign(model, [encode_png(ImageOps.mirror(drawing(0))), encode_png(zoomed), encode_png(drawing(0))])
+    multi, single = pair_similarity(refs, queries), pair_similarity(plain, queries)
+    print(f"multi-view {multi}, single {single}")
+    assert multi[0] > 0.999 and single[0] < 0.5 and multi[1] > 0.95 > single[1] and np.isnan(multi[2])
+    # match() searches the views: the mirrored copy is found by the embedding at a threshold the plain vectors miss
+    with_views = match(queries, refs, threshold=0.999, phash_distance=-1)
+    without = match(queries, plain, threshold=0.999, phash_distance=-1)
+    assert (with_views[0].index, with_views[0].tier) == (0, "embedding") and without[0].tier is None
+    assert with_views[0].similarity == pytest.approx(float(multi[0]), abs=1e-5)
+    # the search is the brute-force best over each reference's vector and views
+    cos = best_cosine(queries.vectors, refs.vectors, refs.views)
+    brute = np.einsum("md,nvd->mnv", queries.vectors, np.concatenate([refs.vectors[:, None], refs.views], 1))
+    assert np.allclose(cos, brute.max(axis=2), atol=1e-6)
+    both = Signatures.concat([refs, refs], model.embed_dim)
+    assert both.views.shape == (6, len(REFERENCE_VIEWS), model.embed_dim)
+    with pytest.raises(ValueError):
+        Signatures.concat([refs, plain], model.embed_dim)
+    with pytest.raises(ValueError):
+        sign(model, refs_bytes, ["sideways"])
