@@ -206,7 +206,8 @@ def study_run(cfg, study: str) -> tuple[str, dict]:
             state = "a run with other settings" if not same else "an unfinished run"
             raise WitError(f"{out} holds {state}: remove it, or give the study a new --out")
         print(f"study {study}: reusing the finished run {out}", file=sys.stderr)
-        return out, {"train_s": float("nan"), **storage.read_json(done)}
+        summary = storage.read_json(done)
+        return out, {**summary, "train_s": summary.get("wall_s", float("nan"))}  # runs before wall_s was kept: nan
     arm = cfg.model if study == "scaling" else f"{cfg.model} --objective {cfg.objective}"
     print(f"study {study}: training {arm} (seed {cfg.seed}) for {cfg.epochs} epoch(s) into {out} ...", file=sys.stderr)
     summary = train(cfg)

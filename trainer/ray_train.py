@@ -7,7 +7,8 @@
 Run folder RUN (`--out`, local or s3://; Ray's `RunConfig(name=basename, storage_path=dirname)`):
     RUN/config.json                 the run's settings (TrainConfig) and what was derived from the data
     RUN/metrics.jsonl               one line per logged step (METRIC_FIELDS)
-    RUN/summary.json                the last run's summary (steps, samples, final loss, samples/s, data wait, skips)
+    RUN/summary.json                the last run's summary (steps, samples, final loss, samples/s, data wait, skips,
+                                    wall seconds)
     RUN/checkpoint_step_NNNNNNNN/   state.pt: model, optimizer, scheduler, (scaler), step, epoch, the data position
                                     of every worker, the skip counts, RNG state; loads with torch.load(weights_only=True)
 plus Ray Train's own bookkeeping files. The two newest checkpoints are kept (`--keep-checkpoints N`, 0 = all).
@@ -620,6 +621,7 @@ def train(cfg: TrainConfig) -> dict:
         checkpoint=result.checkpoint.path if result.checkpoint else None,
         planned_steps=info["total_steps"],
     )
+    storage.write_json(run_path(cfg.out, SUMMARY_FILE), summary)  # with the wall time: a reused run still knows it
     return summary
 
 

@@ -62,8 +62,10 @@ def test_both_studies_into_one_folder(setup, tmp_path, capsys):
 
 
 def test_unknown_study_is_one_line(tmp_path, capsys):
-    assert cli.main(["study", "objectives", "--checkpoint", "x", "--out", str(tmp_path)]) == 2
-    assert error_lines(capsys) == ["wit: error: unknown study 'objectives': choose one of prompts, fewshot, scaling"]
+    assert cli.main(["study", "robustness", "--checkpoint", "x", "--out", str(tmp_path)]) == 2
+    assert error_lines(capsys) == [
+        "wit: error: unknown study 'robustness': choose one of objectives, prompts, fewshot, scaling"
+    ]
 
 
 def test_no_checkpoint_and_no_data_is_one_line(setup, tmp_path, capsys):

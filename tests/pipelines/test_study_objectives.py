@@ -1,6 +1,7 @@
-"""`wit study objectives`: the three objectives trained on the same tiny shards (Ray Train in the session's cluster),
-each evaluated zero-shot at its kept checkpoints, give results.parquet rows against images seen, objectives.png and the
-summary section, read back by `wit sql`; bad input is one clear line before any training."""
+"""`wit study objectives`: bad input is one clear line before any training; the three objectives trained on the same
+tiny shards, each evaluated zero-shot at its kept checkpoints, give results.parquet rows against images seen,
+objectives.png and the summary section, read back by `wit sql`, and the same rows when the arms train in parallel
+(slow: a 4-CPU Ray cluster of its own)."""
 
 from __future__ import annotations
 
@@ -55,61 +56,6 @@ def test_objectives_need_data_not_a_checkpoint(tmp_path, capsys):
     assert "the objectives study trains its own models: give --data OUT" in error_line(capsys)
 
 
-def test_three_objectives_end_to_end(shards, tmp_path, ray_session, capsys):
-    data_dir = tmp_path / "tasks"
-    build_tasks(str(data_dir), ["rendered-text"], progress=False)  # 90 test images, 2 classes: a cheap caption score
-    out = tmp_path / "study"
-    args = ["study", "objectives", "--data", shards, "--data-dir", str(data_dir), "--out", str(out)]
-    args += ["--epochs", "1", "--batch-size", "8", "--points", "2"]
-    assert cli.main(args) == 0
-    rows = pq.read_table(out / "results.parquet").to_pylist()
-    assert {r["task"] for r in rows} == {"objectives"}
-    acc = [r for r in rows if r["metric"] == "zeroshot_acc1"]
-    balanced = [r for r in rows if r["metric"] == "zeroshot_balanced_acc1"]  # what the summary and plot read
-    assert sorted((r["arm"], r["dataset"], r["x"]) for r in balanced) == sorted(
-        (r["arm"], r["dataset"], r["x"]) for r in acc
-    )
-    assert all(0 <= r["value"] <= 1 for r in balanced)
-    # 3 steps of 8 with --points 2: checkpoints every 2 steps, at step 2 and at the end (step 3)
-    expected = [
-        (o, d, x) for o in ("contrastive", "bow", "caption") for x in (16.0, 24.0) for d in ("rendered-text", "mean")
-    ]
-    assert sorted((r["arm"], r["dataset"], r["x"]) for r in acc) == sorted(expected)
-    for r in acc:
-        assert 0 <= r["value"] <= 1 and r["seed"] == 0 and r["chance"] == pytest.approx(0.5) and r["n_test"] == 90
-    means = {(r["arm"], r["x"]): r["value"] for r in acc if r["dataset"] == "mean"}
-    task = {(r["arm"], r["x"]): r["value"] for r in acc if r["dataset"] == "rendered-text"}
-    assert means == task  # one task: its mean is itself
-    for objective in ("contrastive", "bow", "caption"):
-        run = out / "runs" / objective
-        assert sorted(p.name for p in run.glob("checkpoint_step_*")) == [
-            "checkpoint_step_00000002",
-            "checkpoint_step_00000003",
-        ]
-        assert '"objective": "' + objective + '"' in (run / "config.json").read_text()
-    facts = {(r["arm"], r["metric"]) for r in rows if r["metric"] in ("train_s", "final_loss")}
-    assert facts == {(o, m) for o in ("contrastive", "bow", "caption") for m in ("train_s", "final_loss")}
-    summary = (out / "summary.md").read_text()
-    assert "## Training objectives (Figure 2)" in summary and "| caption | 0 | 24 |" in summary
-    assert "12x in all" in summary and "Reading: Final mean balanced zero-shot top-1: " in summary
-    with Image.open(out / "objectives.png") as png:
-        assert png.format == "PNG" and png.size[0] >= 400
-
-    # a rerun reuses the finished runs and gives the same accuracies
-    capsys.readouterr()
-    assert cli.main(args) == 0
-    assert capsys.readouterr().err.count("reusing the finished run") == 3
-    again = pq.read_table(out / "results.parquet").to_pylist()
-    assert sorted((r["arm"], r["dataset"], r["x"], r["value"]) for r in again if r["metric"] == "zeroshot_acc1") == (
-        sorted((r["arm"], r["dataset"], r["x"], r["value"]) for r in acc)
-    )
-
-    query = "SELECT arm, x, value FROM results WHERE dataset = 'mean' AND metric = 'zeroshot_acc1' ORDER BY arm, x"
-    assert cli.main(["sql", str(out), query]) == 0
-    printed = capsys.readouterr().out
-    assert printed.count("caption") == 2 and printed.count("bow") == 2
-
-
 def test_parallel_arms_need_a_cpu_each_plus_one_for_ray_data(shards, tmp_path, ray_session, capsys):
     data_dir = tmp_path / "tasks"
     build_tasks(str(data_dir), ["rendered-text"], progress=False)
@@ -122,7 +68,7 @@ def test_parallel_arms_need_a_cpu_each_plus_one_for_ray_data(shards, tmp_path, r
     assert not (tmp_path / "s" / "runs").exists()
 
 
-PARALLEL = """
+STUDY = """
 import json, sys
 from pipelines import ray_env
 ray_env.apply()
@@ -130,18 +76,24 @@ import ray
 ray.init(address="local", num_cpus=4, include_dashboard=False, object_store_memory=300_000_000)
 from pipelines import cli
 shards, data_dir, out = sys.argv[1:4]
-args = ["study", "objectives", "--data", shards, "--data-dir", data_dir, "--objectives", "bow,caption",
-        "--epochs", "1", "--batch-size", "8", "--points", "2"]
-codes = [cli.main(args + ["--out", out + "/parallel", "--parallel"]), cli.main(args + ["--out", out + "/sequential"])]
+args = ["study", "objectives", "--data", shards, "--data-dir", data_dir, "--epochs", "1", "--batch-size", "8",
+        "--points", "2"]
+codes = [cli.main(args + ["--out", out + "/study"])]
+print("RERUN", file=sys.stderr, flush=True)
+codes.append(cli.main(args + ["--out", out + "/study"]))
+print("PARALLEL", file=sys.stderr, flush=True)
+codes.append(cli.main(args + ["--out", out + "/parallel", "--parallel"]))
 print("RESULT", json.dumps(codes))
 ray.shutdown()
 """
 
 
 @pytest.mark.slow
-def test_parallel_arms_give_the_sequential_results(shards, tmp_path, no_driver_ray):
-    """--parallel trains the arms as concurrent Ray Train runs (each driven from a Ray task of a 4-CPU cluster): the
-    loss curves and zero-shot rows equal those of the same arms trained one after another."""
+def test_three_objectives_end_to_end_then_reused_then_in_parallel(shards, tmp_path, capsys, no_driver_ray):
+    """The three objectives on 24 pairs (3 steps of 8, a checkpoint at step 2 and at the end), in a 4-CPU cluster of
+    its own: rows, summary, plot and `wit sql`; a rerun reuses the runs and gives the same rows; `--parallel` trains
+    the arms as concurrent Ray Train runs (each driven from a Ray task) and gives exactly the same loss curves and
+    rows as one after another."""
     import json
     import os
     import subprocess
@@ -149,31 +101,69 @@ def test_parallel_arms_give_the_sequential_results(shards, tmp_path, no_driver_r
     from pipelines import ray_env
 
     data_dir = tmp_path / "tasks"
-    build_tasks(str(data_dir), ["rendered-text"], progress=False)
+    build_tasks(str(data_dir), ["rendered-text"], progress=False)  # 90 test images, 2 classes: a cheap caption score
     env = {**os.environ, **ray_env.RAY_ENV, "RAY_ADDRESS": ""}
-    repo = Path(__file__).resolve().parents[2]
     done = subprocess.run(
-        [sys.executable, "-c", PARALLEL, shards, str(data_dir), str(tmp_path)],
+        [sys.executable, "-c", STUDY, shards, str(data_dir), str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,
-        cwd=repo,
-        timeout=600,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0]) == [0, 0]
-    assert "training 2 arms in parallel as Ray Train runs" in done.stderr
+    assert json.loads(done.stdout.split("RESULT ", 1)[1].splitlines()[0]) == [0, 0, 0]
+    first, rerun_and_parallel = done.stderr.split("RERUN", 1)
+    rerun, parallel = rerun_and_parallel.split("PARALLEL", 1)
+    assert "reusing" not in first and rerun.count("reusing the finished run") == 3
+    assert "training 3 arms in parallel as Ray Train runs" in parallel and "reusing" not in parallel
 
-    def rows(kind):
+    out = tmp_path / "study"
+    rows = pq.read_table(out / "results.parquet").to_pylist()
+    assert {r["task"] for r in rows} == {"objectives"}
+    acc = [r for r in rows if r["metric"] == "zeroshot_acc1"]
+    balanced = [r for r in rows if r["metric"] == "zeroshot_balanced_acc1"]  # what the summary and plot read
+    expected = [
+        (o, d, x) for o in ("contrastive", "bow", "caption") for x in (16.0, 24.0) for d in ("rendered-text", "mean")
+    ]
+    assert sorted((r["arm"], r["dataset"], r["x"]) for r in acc) == sorted(expected)
+    assert sorted((r["arm"], r["dataset"], r["x"]) for r in balanced) == sorted(expected)
+    for r in acc + balanced:
+        assert 0 <= r["value"] <= 1 and r["seed"] == 0 and r["chance"] == pytest.approx(0.5) and r["n_test"] == 90
+    means = {(r["arm"], r["x"]): r["value"] for r in acc if r["dataset"] == "mean"}
+    task = {(r["arm"], r["x"]): r["value"] for r in acc if r["dataset"] == "rendered-text"}
+    assert means == task  # one task: its mean is itself
+    for objective in ("contrastive", "bow", "caption"):
+        run = out / "runs" / objective
+        assert sorted(p.name for p in run.glob("checkpoint_step_*")) == [
+            "checkpoint_step_00000002",
+            "checkpoint_step_00000003",
+        ]
+        assert json.loads((run / "config.json").read_text())["config"]["objective"] == objective
+    train_s = {r["arm"]: r["value"] for r in rows if r["metric"] == "train_s"}
+    assert set(train_s) == {"contrastive", "bow", "caption"} and all(v > 0 for v in train_s.values())
+    assert {r["arm"] for r in rows if r["metric"] == "final_loss"} == set(train_s)
+    summary = (out / "summary.md").read_text()
+    assert "## Training objectives (Figure 2)" in summary and "| caption | 0 | 24 |" in summary
+    assert "12x in all" in summary and "Reading: Final mean balanced zero-shot top-1: " in summary
+    with Image.open(out / "objectives.png") as png:
+        assert png.format == "PNG" and png.size[0] >= 400
+
+    def scores(kind):
         table = pq.read_table(tmp_path / kind / "results.parquet").to_pylist()
         return sorted(
             (r["arm"], r["dataset"], r["x"], r["metric"], r["value"]) for r in table if "zeroshot" in r["metric"]
         )
 
-    assert rows("parallel") == rows("sequential") and len(rows("parallel")) == 2 * 2 * 2 * 2
-    for objective in ("bow", "caption"):
+    assert len(scores("study")) == 3 * 2 * 2 * 2 and scores("parallel") == scores("study")
+    for objective in ("contrastive", "bow", "caption"):
         curves = [
             [json.loads(line)["loss"] for line in (tmp_path / kind / "runs" / objective / "metrics.jsonl").open()]
-            for kind in ("parallel", "sequential")
+            for kind in ("parallel", "study")
         ]
         assert curves[0] == curves[1] and len(curves[0]) == 3
+
+    query = "SELECT arm, x, value FROM results WHERE dataset = 'mean' AND metric = 'zeroshot_acc1' ORDER BY arm, x"
+    assert cli.main(["sql", str(out), query]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("caption") == 2 and printed.count("bow") == 2
