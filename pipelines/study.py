@@ -8,10 +8,11 @@
         first trains a tiny-vit on the `wit build` folder OUT into STUDY/run, then studies it
     wit study scaling --data OUT --out STUDY [--widths tiny-vit-w32,tiny-vit-w64,tiny-vit-w128] [--seeds 0]
         trains each width on OUT (same data, seed and schedule) into STUDY/runs/NAME, one after the other on this
-        Ray cluster, and plots zero-shot error against training compute with the fitted log-log line (Figure 9)
+        Ray cluster (or all at once with --parallel), and plots zero-shot error against training compute with the
+        fitted log-log line (Figure 9)
     wit study objectives --data OUT --out STUDY [--objectives contrastive,bow,caption] [--points 4] [--seeds 0]
         trains the same model (--model, default tiny-vit) with each objective on OUT into STUDY/runs/OBJECTIVE, keeps
-        --points checkpoints along each run and plots their zero-shot top-1 against images seen (Figure 2)
+        --points checkpoints along each run and plots their balanced zero-shot top-1 against images seen (Figure 2)
 
 CKPT/RUN as for `wit eval` (a `wit train` run folder, or a checkpoint file with --model). --tasks defaults to every
 classification task `wit eval data` wrote (the shift family aside). STUDY gets results.parquet (one row per task, arm,
@@ -64,8 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--widths",
-        help=f"scaling: comma-separated models to train (default {DEFAULT_WIDTHS}); sequential here, on a cluster "
-        "each arm can be its own `ray job submit` Ray Train job",
+        help=f"scaling: comma-separated models to train (default {DEFAULT_WIDTHS})",
     )
     parser.add_argument(
         "--objectives",
