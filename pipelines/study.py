@@ -167,18 +167,24 @@ def train_first(args: argparse.Namespace) -> str:
     return run
 
 
-def check_widths(text: str) -> list[str]:
-    """The registered model names in --widths (at least one), or a WitError listing the registered ones."""
-    from trainer.config import MODELS
+def known_names(text: str, flag: str, kind: str, known) -> list[str]:
+    """The comma-separated names in `text` (at least one), each of `known`; else a WitError listing the known ones."""
     from wit_builder.errors import WitError
 
-    names = [w.strip() for w in text.split(",") if w.strip()]
-    unknown = [w for w in names if w not in MODELS]
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise WitError(
-            f"--widths {text!r}: unknown model {', '.join(unknown) or '(none)'}: choose from {', '.join(MODELS)}"
+            f"{flag} {text!r}: unknown {kind} {', '.join(unknown) or '(none)'}: choose from {', '.join(known)}"
         )
     return names
+
+
+def check_widths(text: str) -> list[str]:
+    """The registered model names in --widths."""
+    from trainer.config import MODELS
+
+    return known_names(text, "--widths", "model", MODELS)
 
 
 def corpus_samples(data: str) -> int:
@@ -305,18 +311,10 @@ def run_scaling(args: argparse.Namespace) -> int:
 
 
 def check_objectives(text: str) -> list[str]:
-    """The objective names in --objectives (at least one), or a WitError listing the known ones."""
+    """The training objectives in --objectives."""
     from trainer.objectives import OBJECTIVES
-    from wit_builder.errors import WitError
 
-    names = [o.strip() for o in text.split(",") if o.strip()]
-    unknown = [o for o in names if o not in OBJECTIVES]
-    if unknown or not names:
-        raise WitError(
-            f"--objectives {text!r}: unknown objective {', '.join(unknown) or '(none)'}: choose from "
-            f"{', '.join(OBJECTIVES)}"
-        )
-    return names
+    return known_names(text, "--objectives", "objective", OBJECTIVES)
 
 
 def run_objectives(args: argparse.Namespace) -> int:
