@@ -4,6 +4,8 @@ SeaweedFS S3 server on loopback (`s3_server`, `s3_env`) and the loopback image w
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from image_web import image_web  # noqa: F401 - session fixture
 from net_guard import GUARD  # installs the audit hook at collection time
@@ -12,6 +14,9 @@ from s3_server import s3_env, s3_server  # noqa: F401 - session fixtures
 from pipelines import ray_env
 
 ray_env.apply()  # loopback binding, auth mode, no metadata probe: before any test touches Ray
+# Ray refuses to spill objects once the disk is 95 % used, and CI shares its disk with other jobs: tests spill only
+# when a disk is really full (each Ray process the tests start inherits this; set it to 0 to find spilling tests).
+os.environ.setdefault("RAY_local_fs_capacity_threshold", "1.0")
 
 
 @pytest.fixture
@@ -25,12 +30,13 @@ def connects():
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A real local Ray cluster (2 CPUs, no dashboard) shared by the session; shut down at the end."""
+    """A real local Ray cluster (2 CPUs, no dashboard) shared by the session; shut down at the end. Its object store
+    holds the demo pool's curation without spilling to disk."""
     import ray
 
     if not ray.is_initialized():
         ray.init(
-            address="local", num_cpus=2, include_dashboard=False, object_store_memory=500_000_000, log_to_driver=False
+            address="local", num_cpus=2, include_dashboard=False, object_store_memory=2_000_000_000, log_to_driver=False
         )
     yield ray
     ray.shutdown()
