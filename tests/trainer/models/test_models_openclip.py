@@ -117,7 +117,11 @@ def test_gradients_match_open_clip(config, tmp_path):
         (scale * image_features @ text_features.T).logsumexp(dim=1).mean().backward()
     their_grads = dict(theirs.named_parameters())
     for name, param in ours.named_parameters():
-        torch.testing.assert_close(param.grad, their_grads[name].grad, rtol=1e-4, atol=1e-5, msg=name)
+        expected = their_grads[name].grad
+        # float32 sums in another order differ by ~1e-6 of the tensor's scale: one conv1 element of 432 (gradients up
+        # to 12) was 2e-5 apart on an AMD EPYC, so the absolute tolerance scales with the largest gradient
+        atol = 1e-5 * max(1.0, expected.abs().max().item())
+        torch.testing.assert_close(param.grad, expected, rtol=1e-4, atol=atol, msg=name)
 
 
 @pytest.mark.parametrize("name", sorted(OPEN_CLIP_NAMES))
