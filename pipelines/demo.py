@@ -10,6 +10,8 @@
               last; its loss curve
   6. eval     the offline evaluation tasks (`wit eval data`, plus retrieval on the held-out last shard), then the
               trained model on each: zero-shot and linear-probe accuracy, retrieval recall, next to chance
+  7. overlap  the contamination report: which evaluation images are near-duplicates of training images (a detector
+              trained on the shards), accuracy on All, Clean and Overlap with its significance test; OUT/overlap
 
 A second run reuses what is up to date and finishes in seconds. Inspect the results with `wit sql OUT/web ...`.
 """

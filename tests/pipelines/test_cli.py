@@ -30,6 +30,15 @@ def test_subcommand_help_exits_zero(name):
     assert f"wit {name}" in done.stdout
 
 
+def test_demo_help_lists_every_step_it_runs():
+    from pipelines import demo
+
+    listed = [
+        line.split()[1] for line in wit("demo", "--help").stdout.splitlines() if line[:4].strip().rstrip(".").isdigit()
+    ]
+    assert listed == ["web", "serve", "queries", "build", "train", "eval", "overlap"] and len(listed) == demo.STEPS
+
+
 def test_unknown_command_is_an_argparse_error():
     done = wit("frobnicate")
     assert done.returncode == 2 and "invalid choice" in done.stderr
