@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from task_data import load_task
 
 from eval.neardup.augment import augment
 from eval.neardup.hashes import phash
@@ -30,14 +31,7 @@ from wit_builder.errors import WitError
 from wit_builder.layout import BuildFolder
 from wit_builder.schema import ACCOUNTING_SCHEMA
 
-try:
-    from eval.tasks.build import TASKS
-
-    CLIPART = TASKS["clipart"]()
-except WitError as err:  # Debian data not installed
-    CLIPART, MISSING = None, str(err)
-else:
-    MISSING = ""
+CLIPART, MISSING = load_task("clipart")
 
 pytestmark = pytest.mark.skipif(CLIPART is None, reason=MISSING)
 CFG = DetectorConfig(image_size=32, width=16, batch=64, steps=150, seed=0)

@@ -15,16 +15,6 @@ from PIL import Image
 from eval.tasks import build_tasks
 from pipelines import cli
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
-from test_data import make_shards  # noqa: E402 - the shard maker of tests/trainer
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shards")
-    make_shards(folder, n_shards=2, per_shard=12, corrupt=False)  # 24 good pairs
-    return str(folder)
-
 
 def error_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
@@ -32,20 +22,20 @@ def error_line(capsys) -> str:
     return err[-1]
 
 
-def test_an_unknown_objective_lists_the_known_ones(shards, tmp_path, capsys):
-    args = ["study", "objectives", "--data", shards, "--objectives", "bow,mlm", "--out", str(tmp_path)]
+def test_an_unknown_objective_lists_the_known_ones(good_shards, tmp_path, capsys):
+    args = ["study", "objectives", "--data", good_shards, "--objectives", "bow,mlm", "--out", str(tmp_path)]
     assert cli.main(args) == 2
     assert error_line(capsys) == (
         "wit: error: --objectives 'bow,mlm': unknown objective mlm: choose from contrastive, bow, caption"
     )
 
 
-def test_a_corpus_smaller_than_a_batch_says_how_many_samples_are_needed(shards, tmp_path, capsys):
-    args = ["study", "objectives", "--data", shards, "--tasks", "rendered-text", "--out", str(tmp_path)]
+def test_a_corpus_smaller_than_a_batch_says_how_many_samples_are_needed(good_shards, tmp_path, capsys):
+    args = ["study", "objectives", "--data", good_shards, "--tasks", "rendered-text", "--out", str(tmp_path)]
     args += ["--batch-size", "32"]
     assert cli.main(args) == 2
     assert error_line(capsys) == (
-        f"wit: error: --data {shards} holds 24 samples, but the objectives study needs at least 32 (one --batch-size "
+        f"wit: error: --data {good_shards} holds 24 samples, but the objectives study needs at least 32 (one --batch-size "
         "32 batch per arm): build a bigger corpus or lower --batch-size"
     )
     assert not (tmp_path / "runs").exists()
@@ -56,10 +46,10 @@ def test_objectives_need_data_not_a_checkpoint(tmp_path, capsys):
     assert "the objectives study trains its own models: give --data OUT" in error_line(capsys)
 
 
-def test_parallel_arms_need_a_cpu_each_plus_one_for_ray_data(shards, tmp_path, ray_session, capsys):
+def test_parallel_arms_need_a_cpu_each_plus_one_for_ray_data(good_shards, tmp_path, ray_session, capsys):
     data_dir = tmp_path / "tasks"
     build_tasks(str(data_dir), ["rendered-text"], progress=False)
-    args = ["study", "objectives", "--data", shards, "--data-dir", str(data_dir), "--out", str(tmp_path / "s")]
+    args = ["study", "objectives", "--data", good_shards, "--data-dir", str(data_dir), "--out", str(tmp_path / "s")]
     assert cli.main(args + ["--batch-size", "8", "--parallel"]) == 2  # the session's cluster has 2 CPUs
     assert error_line(capsys) == (
         "wit: error: --parallel trains 3 arms at once: their workers need 3 CPUs and Ray Data at least 1 more, and "
@@ -89,7 +79,7 @@ ray.shutdown()
 
 
 @pytest.mark.slow
-def test_three_objectives_end_to_end_then_reused_then_in_parallel(shards, tmp_path, capsys, no_driver_ray):
+def test_three_objectives_end_to_end_then_reused_then_in_parallel(good_shards, tmp_path, capsys, no_driver_ray):
     """The three objectives on 24 pairs (3 steps of 8, a checkpoint at step 2 and at the end), in a 4-CPU cluster of
     its own: rows, summary, plot and `wit sql`; a rerun reuses the runs and gives the same rows; `--parallel` trains
     the arms as concurrent Ray Train runs (each driven from a Ray task) and gives exactly the same loss curves and
@@ -104,7 +94,7 @@ def test_three_objectives_end_to_end_then_reused_then_in_parallel(shards, tmp_pa
     build_tasks(str(data_dir), ["rendered-text"], progress=False)  # 90 test images, 2 classes: a cheap caption score
     env = {**os.environ, **ray_env.RAY_ENV, "RAY_ADDRESS": ""}
     done = subprocess.run(
-        [sys.executable, "-c", STUDY, shards, str(data_dir), str(tmp_path)],
+        [sys.executable, "-c", STUDY, good_shards, str(data_dir), str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,

@@ -4,9 +4,6 @@ bad input (an unknown width, a corpus smaller than one batch, no --data) is one 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -15,16 +12,6 @@ from eval.studies.scaling import gflops_per_sample
 from eval.tasks import build_tasks
 from pipelines import cli
 from trainer.config import MODELS
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer"))
-from test_data import make_shards  # noqa: E402 - the shard maker of tests/trainer
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shards")
-    make_shards(folder, n_shards=2, per_shard=12, corrupt=False)  # 24 good pairs
-    return str(folder)
 
 
 def error_lines(capsys) -> list[str]:
@@ -35,20 +22,31 @@ def error_lines(capsys) -> list[str]:
     return errors
 
 
-def test_an_unknown_width_lists_the_registered_ones(shards, tmp_path, capsys):
-    args = ["study", "scaling", "--data", shards, "--widths", "tiny-vit-w32,huge", "--out", str(tmp_path)]
+def test_an_unknown_width_lists_the_registered_ones(good_shards, tmp_path, capsys):
+    args = ["study", "scaling", "--data", good_shards, "--widths", "tiny-vit-w32,huge", "--out", str(tmp_path)]
     assert cli.main(args) == 2
     (line,) = error_lines(capsys)
     assert line.startswith("wit: error: --widths 'tiny-vit-w32,huge': unknown model huge: choose from ")
     assert "tiny-vit-w64" in line and "ViT-B/32" in line
 
 
-def test_a_corpus_smaller_than_a_batch_says_how_many_samples_are_needed(shards, tmp_path, capsys):
-    args = ["study", "scaling", "--data", shards, "--tasks", "digits", "--out", str(tmp_path), "--batch-size", "64"]
+def test_a_corpus_smaller_than_a_batch_says_how_many_samples_are_needed(good_shards, tmp_path, capsys):
+    args = [
+        "study",
+        "scaling",
+        "--data",
+        good_shards,
+        "--tasks",
+        "digits",
+        "--out",
+        str(tmp_path),
+        "--batch-size",
+        "64",
+    ]
     assert cli.main(args) == 2
     (line,) = error_lines(capsys)
     assert line == (
-        f"wit: error: --data {shards} holds 24 samples, but the scaling study needs at least 64 (one --batch-size 64 "
+        f"wit: error: --data {good_shards} holds 24 samples, but the scaling study needs at least 64 (one --batch-size 64 "
         "batch per width): build a bigger corpus or lower --batch-size"
     )
     assert not (tmp_path / "runs").exists()
@@ -60,12 +58,12 @@ def test_scaling_needs_data_not_a_checkpoint(tmp_path, capsys):
     assert "trains its own models: give --data OUT" in line
 
 
-def test_two_widths_end_to_end(shards, tmp_path, ray_session, capsys):
+def test_two_widths_end_to_end(good_shards, tmp_path, ray_session, capsys):
     data_dir = tmp_path / "tasks"
     build_tasks(str(data_dir), ["digits"], progress=False)
     out = tmp_path / "study"
     widths = ["tiny-vit-w32", "tiny-vit-w64"]
-    args = ["study", "scaling", "--data", shards, "--data-dir", str(data_dir), "--out", str(out)]
+    args = ["study", "scaling", "--data", good_shards, "--data-dir", str(data_dir), "--out", str(out)]
     args += ["--widths", ",".join(widths), "--epochs", "1", "--batch-size", "8"]
     assert cli.main(args) == 0
     rows = pq.read_table(out / "results.parquet").to_pylist()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from task_data import load_task
 
 from eval.neardup.augment import augment
 from eval.neardup.calibrate import calibrate, validation_pairs
@@ -14,14 +15,7 @@ from eval.neardup.model import DetectorConfig
 from eval.neardup.train import embed, load_detector, save_detector, train_detector
 from wit_builder.errors import WitError
 
-try:
-    from eval.tasks.build import TASKS
-
-    CLIPART = TASKS["clipart"]()
-except WitError as err:  # Debian data not installed
-    CLIPART, MISSING = None, str(err)
-else:
-    MISSING = ""
+CLIPART, MISSING = load_task("clipart")
 
 pytestmark = pytest.mark.skipif(CLIPART is None, reason=MISSING)
 CFG = DetectorConfig(image_size=32, width=16, batch=64, steps=200, seed=0)

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from task_data import load_task
 
 from eval.neardup.augment import augment
 from eval.neardup.images import decode, encode_png
@@ -25,14 +26,7 @@ from eval.overlap.stats import overlap_stats
 from pipelines import cli
 from wit_builder.errors import WitError
 
-try:
-    from eval.tasks.build import TASKS
-
-    CLIPART = TASKS["clipart"]()
-except WitError as err:  # Debian data not installed
-    CLIPART, MISSING = None, str(err)
-else:
-    MISSING = ""
+CLIPART, MISSING = load_task("clipart")
 
 pytestmark = pytest.mark.skipif(CLIPART is None, reason=MISSING)
 CFG = DetectorConfig(image_size=32, width=16, batch=64, steps=150, seed=0)
