@@ -34,6 +34,7 @@ def main() -> None:
         calibrate,
         precision_at_recall,
         recall_at_precision,
+        recall_by_transform,
         validation_pairs,
     )
     from eval.neardup.detector import REFERENCE_VIEWS, pair_similarity, sign
@@ -62,6 +63,7 @@ def main() -> None:
     first = [x for p in pair_sets for x in p.first]
     second = [x for p in pair_sets for x in p.second]
     labels = np.concatenate([p.labels for p in pair_sets])
+    transforms = [t for p in pair_sets for t in p.transforms]
 
     cfg = DetectorConfig(steps=args.steps, seed=args.seed, gray=args.gray)
     started = time.time()
@@ -96,12 +98,21 @@ def main() -> None:
     )
     print(f"| {'scorer':<24} | recall@P0.99 | precision@R0.95 | ROC AUC | threshold@P0.99 |")
     print(f"|{'-' * 26}|{'-' * 14}|{'-' * 17}|{'-' * 9}|{'-' * 17}|")
+    found = {}
     for arm, scores in arms.items():
         cal = calibrate(scores, labels, 0.99)
+        found[arm] = recall_by_transform(scores, labels, transforms, cal.threshold)
         print(
             f"| {arm:<24} | {recall_at_precision(cal.curve, 0.99):>12.3f} | "
             f"{precision_at_recall(cal.curve, 0.95):>15.3f} | {cal.auc:>7.3f} | {cal.threshold:>15.4f} |"
         )
+    shown = list(arms)[:3]
+    print("\nrecall at each scorer's P0.99 threshold, by transform (positives whose copy used it; 1-3 per copy)\n")
+    print("| transform    | pairs | " + " | ".join(f"{a:>24}" for a in shown) + " |")
+    print(f"|{'-' * 14}|{'-' * 7}|" + "|".join("-" * 26 for _ in shown) + "|")
+    for name, (n, _) in found[shown[1]].items():
+        cells = " | ".join(f"{found[a][name][1] / n:>24.3f}" for a in shown)
+        print(f"| {name:<12} | {n:>5} | {cells} |")
 
 
 if __name__ == "__main__":

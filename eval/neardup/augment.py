@@ -206,9 +206,20 @@ def augment(
     names: tuple[str, ...] | None = None,
 ) -> Image.Image:
     """An RGBA near-duplicate of `image`: between n_ops[0] and n_ops[1] distinct transforms in random order."""
+    return augment_named(image, rng, n_ops, names)[0]
+
+
+def augment_named(
+    image: Image.Image,
+    rng: np.random.Generator,
+    n_ops: tuple[int, int] = (1, 3),
+    names: tuple[str, ...] | None = None,
+) -> tuple[Image.Image, tuple[str, ...]]:
+    """augment, plus the names of the transforms it applied in order (the same random draws, so the same copy)."""
     pool = list(TRANSFORMS) if names is None else list(names)
     k = int(rng.integers(n_ops[0], n_ops[1] + 1))
     out = image.convert("RGBA")
-    for i in rng.choice(len(pool), size=min(k, len(pool)), replace=False):
-        out = TRANSFORMS[pool[int(i)]](out, rng)
-    return out
+    applied = tuple(pool[int(i)] for i in rng.choice(len(pool), size=min(k, len(pool)), replace=False))
+    for name in applied:
+        out = TRANSFORMS[name](out, rng)
+    return out, applied

@@ -4,12 +4,12 @@ calibration on their scores: the precision/recall curve, ROC AUC and the operati
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-from eval.neardup.augment import augment
+from eval.neardup.augment import augment_named
 from eval.neardup.hashes import sha256_hex
 from eval.neardup.images import decode, encode_png, to_rgb
 from wit_builder.errors import WitError
@@ -26,6 +26,9 @@ class PairSet:
     second: list[bytes]
     labels: np.ndarray
     left_out: int = 0  # same-group pairs of different bytes that the pixel test calls one picture (never negatives)
+    transforms: list[tuple[str, ...]] = field(
+        default_factory=list
+    )  # per pair: the copy's transforms (() for a negative)
 
 
 @dataclass
@@ -117,13 +120,15 @@ def validation_pairs(
             pairable.append(g)
     if n_neg and not pairable:
         raise WitError("validation_pairs found no group with two different pictures: hard negatives need them")
-    first, second, labels = [], [], []
+    first, second, labels, transforms = [], [], [], []
     for i in rng.choice(decodable, size=n_pos, replace=n_pos > len(decodable)):
         image = decode(images[int(i)])[0].convert("RGBA")
         image.thumbnail((max_side, max_side), Image.BILINEAR)
+        copy, applied = augment_named(image, rng, n_ops)
         first.append(images[int(i)])
-        second.append(encode_png(augment(image, rng, n_ops)))
+        second.append(encode_png(copy))
         labels.append(True)
+        transforms.append(applied)
     while len(labels) < n_pos + n_neg:
         members = by_group[pairable[int(rng.integers(len(pairable)))]]
         a, b = (int(x) for x in rng.choice(members, size=2, replace=False))
@@ -132,9 +137,10 @@ def validation_pairs(
         first.append(images[a])
         second.append(images[b])
         labels.append(False)
+        transforms.append(())
     order = rng.permutation(len(labels))
-    first, second = [first[i] for i in order], [second[i] for i in order]
-    return PairSet(first, second, np.array(labels, dtype=bool)[order], left_out)
+    first, second, transforms = [first[i] for i in order], [second[i] for i in order], [transforms[i] for i in order]
+    return PairSet(first, second, np.array(labels, dtype=bool)[order], left_out, transforms)
 
 
 def pr_curve(scores: np.ndarray, labels: np.ndarray) -> Curve:
@@ -183,3 +189,21 @@ def precision_at_recall(curve: Curve, min_recall: float) -> float:
     """Best precision among thresholds whose recall >= min_recall."""
     good = curve.recall >= min_recall
     return float(curve.precision[good].max()) if good.any() else 0.0
+
+
+def recall_by_transform(
+    scores: np.ndarray, labels: np.ndarray, transforms: Sequence[tuple[str, ...]], threshold: float
+) -> dict[str, tuple[int, int]]:
+    """Per transform name, (positive pairs whose copy used it, how many of them score >= threshold): which kinds of
+    copy the detector misses at its operating point. Sorted by recall, lowest first."""
+    if not len(scores) == len(labels) == len(transforms):
+        raise WitError(f"recall_by_transform got {len(scores)} scores, {len(labels)} labels, {len(transforms)} lists")
+    counts: dict[str, list[int]] = {}
+    for score, label, names in zip(scores, labels, transforms, strict=True):
+        if label:
+            for name in names:
+                seen = counts.setdefault(name, [0, 0])
+                seen[0] += 1
+                seen[1] += int(score >= threshold)
+    ranked = sorted(counts.items(), key=lambda kv: (kv[1][1] / kv[1][0], kv[0]))
+    return {name: (n, found) for name, (n, found) in ranked}

@@ -8,8 +8,15 @@ import torch
 from PIL import Image, ImageDraw, ImageOps
 from sklearn.metrics import roc_auc_score
 
-from eval.neardup.augment import TRANSFORMS, augment
-from eval.neardup.calibrate import calibrate, pr_curve, precision_at_recall, recall_at_precision, validation_pairs
+from eval.neardup.augment import TRANSFORMS, augment, augment_named
+from eval.neardup.calibrate import (
+    calibrate,
+    pr_curve,
+    precision_at_recall,
+    recall_at_precision,
+    recall_by_transform,
+    validation_pairs,
+)
 from eval.neardup.detector import REFERENCE_VIEWS, VIEWS, Signatures, best_cosine, match, pair_similarity, sign
 from eval.neardup.hashes import hamming, phash, phash_matches, sha256_hex
 from eval.neardup.images import decode, encode_png, to_rgb
@@ -49,6 +56,37 @@ def test_augment_composes_deterministically():
     image = drawing()
     runs = [pixels(augment(image, np.random.default_rng(seed))) for seed in (3, 3, 4)]
     assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+def test_augment_named_is_augment_and_its_names_replay_the_copy():
+    image = drawing()
+    copy, names = augment_named(image, np.random.default_rng(5), (2, 3))
+    assert pixels(copy) == pixels(augment(image, np.random.default_rng(5), (2, 3)))
+    assert 2 <= len(names) <= 3 and len(set(names)) == len(names) and set(names) <= set(TRANSFORMS)
+    replay = np.random.default_rng(5)
+    replay.integers(2, 4)  # the draws augment makes before the transforms: how many, then which
+    replay.choice(len(TRANSFORMS), size=len(names), replace=False)
+    out = image.convert("RGBA")
+    for name in names:
+        out = TRANSFORMS[name](out, replay)
+    assert pixels(out) == pixels(copy)
+
+
+def test_validation_pairs_record_each_copy_transforms_and_recall_by_transform_counts_them():
+    images, groups = [encode_png(drawing(s)) for s in range(6)], ["x", "x", "x", "y", "y", "y"]
+    pairs = validation_pairs(images, groups, 12, 8, np.random.default_rng(0))
+    assert [bool(t) for t in pairs.transforms] == pairs.labels.tolist()  # every copy has 1-3 names, negatives none
+    scores = np.linspace(1, 0, pairs.labels.size)
+    threshold = 0.5
+    by = recall_by_transform(scores, pairs.labels, pairs.transforms, threshold)
+    for name, (n, found) in by.items():
+        used = [i for i, t in enumerate(pairs.transforms) if name in t]
+        assert n == len(used) and found == sum(scores[i] >= threshold for i in used)
+    assert sum(n for n, _ in by.values()) == sum(len(t) for t in pairs.transforms)
+    rates = [found / n for n, found in by.values()]
+    assert rates == sorted(rates)
+    with pytest.raises(WitError):
+        recall_by_transform(scores[:-1], pairs.labels, pairs.transforms, threshold)
 
 
 def test_phash_equal_for_identical_far_for_unrelated():
