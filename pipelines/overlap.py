@@ -126,6 +126,10 @@ def summary_table(summary: dict) -> str:
             f"ROC AUC {det['auc']} on {det['pairs']} calibration pairs)"
         )
     lines = [line]
+    weakest = [(name, c) for name, c in (det.get("recall_by_transform") or {}).items() if c["copies"]][:3]
+    if weakest:
+        rates = ", ".join(f"{name} {c['found'] / c['copies']:.2f}" for name, c in weakest)
+        lines.append(f"detector: copies it misses most, recall by transform: {rates} (all in index.html)")
     head = (
         "| dataset | n | overlap % | exact | phash | embedding | All | Clean | Overlap | Overlap-Clean | p | on All |"
     )

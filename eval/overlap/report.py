@@ -254,6 +254,19 @@ def _info_html(info: dict, curve: bytes | None) -> list[str]:
         )
         if curve is not None:
             parts.append(f"<img class='curve' alt='precision/recall curve' src='data:image/png;base64,{_b64(curve)}'>")
+        by_transform = det.get("recall_by_transform")
+        if by_transform:
+            parts.append(
+                "<h3>Copies found at the threshold, by transform</h3><p>Each calibration copy used 1-3 of these "
+                "edits; the lowest rows are the kinds of copy this detector misses most.</p>"
+                "<table><tr><th>transform</th><th>copies</th><th>found</th><th>recall</th></tr>"
+            )
+            for name, c in by_transform.items():
+                rate = c["found"] / c["copies"] if c["copies"] else 0.0
+                parts.append(
+                    f"<tr><td>{e(name)}</td><td>{c['copies']}</td><td>{c['found']}</td><td>{rate:.2f}</td></tr>"
+                )
+            parts.append("</table>")
     text = info.get("text")
     if text:
         parts.append("<h2>Text overlap (MinHash LSH)</h2><table><tr><th>dataset</th><th>texts</th><th>found</th></tr>")

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eval.datasets import EvalSet
-from eval.neardup.calibrate import calibrate, validation_pairs
+from eval.neardup.calibrate import calibrate, recall_by_transform, validation_pairs
 from eval.neardup.detector import TIERS, Signatures, match, phash_search, sign
 from eval.neardup.model import DetectorConfig, Embedder
 from eval.neardup.train import load_detector, save_detector, train_detector
@@ -193,10 +193,14 @@ def calibrate_on_images(model: Embedder, keys: list[str], images: list[bytes], o
     }
     phash_check = {"copies_found": int(close.sum()), "copies": int(ok.sum())}
     try:
-        return calibrate(scores, labels, options.min_precision), info, phash_check
+        cal = calibrate(scores, labels, options.min_precision)
     except WitError as err:
         log(f"calibration skipped: {err}")
         return None, {"pairs": 0}, phash_check
+    kinds = [t for t, good in zip(positives.transforms, ok, strict=True) if good]
+    found = recall_by_transform(pos_scores, np.ones(len(pos_scores), bool), kinds, cal.threshold)
+    info["recall_by_transform"] = {name: {"copies": n, "found": k} for name, (n, k) in found.items()}
+    return cal, info, phash_check
 
 
 def eval_texts(s: EvalSet) -> list[str]:

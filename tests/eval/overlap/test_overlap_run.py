@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from task_data import load_task
 
-from eval.neardup.augment import augment
+from eval.neardup.augment import TRANSFORMS, augment
 from eval.neardup.images import decode, encode_png
 from eval.neardup.model import DetectorConfig
 from eval.neardup.train import build_model, load_detector
@@ -24,6 +24,7 @@ from eval.overlap import corpus as corpus_mod
 from eval.overlap.run import OverlapOptions, overlap_report
 from eval.overlap.stats import overlap_stats
 from pipelines import cli
+from pipelines.overlap import summary_table
 from wit_builder.errors import WitError
 
 CLIPART, MISSING = load_task("clipart")
@@ -148,6 +149,15 @@ def test_planted_copies_are_found_with_their_training_key(world, report):
     assert summary["datasets"] == {}  # no --results: overlap only
     det = summary["detector"]
     assert det["calibrated"] and det["pairs"] > 0 and 0 < det["auc"] <= 1
+    by_transform = det["recall_by_transform"]  # every copy counted under each of its 1-3 transforms
+    assert set(by_transform) <= set(TRANSFORMS) and len(by_transform) >= 10
+    assert det["positives"] <= sum(c["copies"] for c in by_transform.values()) <= 3 * det["positives"]
+    assert all(0 <= c["found"] <= c["copies"] for c in by_transform.values())
+    assert sum(c["found"] for c in by_transform.values()) > 0
+    page = (out / "index.html").read_text()
+    assert "by transform</h3>" in page and f"<td>{next(iter(by_transform))}</td>" in page
+    name, weakest = next(iter(by_transform.items()))
+    assert f"recall by transform: {name} {weakest['found'] / weakest['copies']:.2f}, " in summary_table(summary)
     _, cfg, _ = load_detector(out / "detector.pt")
     assert cfg.image_size == CFG.image_size
 
