@@ -53,6 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--detector-steps", type=int, help="detector training steps (default: ~40 views per image, 50 to 400)"
     )
+    parser.add_argument(
+        "--detector-gray",
+        action="store_true",
+        help="train the detector on luminance only: with more --detector-steps the benchmark's best (docs/overlap.md)",
+    )
+    parser.add_argument(
+        "--reference-views",
+        action="store_true",
+        help="also index each training image mirrored, grayscale, zoomed-in and with a margin (9 vectors per image); "
+        "calibrated the same way, finds more copies",
+    )
     parser.add_argument("--threshold", type=float, help="the detector's cosine threshold (default: calibrated)")
     parser.add_argument(
         "--min-precision", type=float, default=d.min_precision, help=f"calibration target ({d.min_precision})"
@@ -77,6 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace):
+    from eval.neardup.detector import REFERENCE_VIEWS
     from eval.overlap.run import OverlapOptions
     from wit_builder.errors import WitError
 
@@ -90,6 +102,8 @@ def options_from(args: argparse.Namespace):
         detector=args.detector,
         train_images=args.detector_images,
         steps=args.detector_steps,
+        gray=args.detector_gray,
+        views=REFERENCE_VIEWS if args.reference_views else (),
         threshold=args.threshold,
         min_precision=args.min_precision,
         phash_distance=args.phash_distance,
@@ -123,7 +137,9 @@ def summary_table(summary: dict) -> str:
     else:
         line = (
             f"detector: threshold {det['threshold']} (precision {det['precision']}, recall {det['recall']}, "
-            f"ROC AUC {det['auc']} on {det['pairs']} calibration pairs)"
+            f"ROC AUC {det['auc']} on {det['pairs']} calibration pairs"
+            + (f", training images in {1 + len(det['views'])} views" if det.get("views") else "")
+            + ")"
         )
     lines = [line]
     weakest = [(name, c) for name, c in (det.get("recall_by_transform") or {}).items() if c["copies"]][:3]

@@ -97,13 +97,14 @@ class Signatures:
         return len(self.digests)
 
     @staticmethod
-    def concat(parts: list[Signatures], dim: int) -> Signatures:
-        """One Signatures of several, rows in order, skip counts added."""
+    def concat(parts: list[Signatures], dim: int, n_views: int = 0) -> Signatures:
+        """One Signatures of several, rows in order, skip counts added (`n_views`: the views of an empty result)."""
         skipped: Counter = Counter()
         for p in parts:
             skipped.update(p.skipped)
         if not parts:
-            return Signatures([], np.zeros(0, np.uint64), np.zeros((0, dim), np.float32), np.zeros(0, bool), {})
+            views = np.zeros((0, n_views, dim), np.float32) if n_views else None
+            return Signatures([], np.zeros(0, np.uint64), np.zeros((0, dim), np.float32), np.zeros(0, bool), {}, views)
         shapes = {None if p.views is None else p.views.shape[1] for p in parts}
         if len(shapes) > 1:
             raise ValueError(f"Signatures.concat got parts signed with different views ({shapes})")
@@ -152,6 +153,17 @@ def pair_similarity(refs: Signatures, queries: Signatures) -> np.ndarray:
     if refs.views is not None:
         cos = np.maximum(cos, np.einsum("nvd,nd->nv", refs.views, queries.vectors).max(axis=1, initial=-np.inf))
     return np.where(refs.ok & queries.ok, cos, np.nan)
+
+
+def index_rows(refs: Signatures) -> tuple[np.ndarray, np.ndarray]:
+    """What a top-1 vector index over `refs` holds: the readable references' vectors, each followed by its views
+    when they were signed in views, and the reference row of every indexed vector (top-1 over them is then the best
+    cosine over each reference's views, as best_cosine computes it)."""
+    rows = np.nonzero(refs.ok)[0]
+    if refs.views is None:
+        return refs.vectors[rows], rows
+    stacked = np.concatenate([refs.vectors[rows][:, None], refs.views[rows]], axis=1)
+    return stacked.reshape(-1, refs.vectors.shape[1]), np.repeat(rows, stacked.shape[1])
 
 
 def numpy_search(vectors: np.ndarray, ok: np.ndarray, views: np.ndarray | None = None) -> Search:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,12 +94,16 @@ def training_sample(urls: list[str], n: int, seed: int = 0) -> list[bytes]:
     return [image for _, image in sorted(scored)[:n]]
 
 
-def sign_corpus(urls: list[str], model: Embedder, ray: bool | None = None, progress: bool = False) -> Corpus:
-    """Signatures of every image of the shards (Ray Data from RAY_MIN_SAMPLES samples on, or when `ray` says so)."""
+def sign_corpus(
+    urls: list[str], model: Embedder, ray: bool | None = None, progress: bool = False, views: Sequence[str] = ()
+) -> Corpus:
+    """Signatures of every image of the shards (Ray Data from RAY_MIN_SAMPLES samples on, or when `ray` says so),
+    with `views` (names in eval.neardup.detector.VIEWS) also each image's extra views."""
     if not urls:
         raise WitError("the training corpus has no shards")
     use_ray = ray if ray is not None else _known_size(urls) >= RAY_MIN_SAMPLES
-    corpus = _sign_ray(urls, model) if use_ray else _sign_local(urls, model, progress)
+    views = tuple(views)
+    corpus = _sign_ray(urls, model, views) if use_ray else _sign_local(urls, model, progress, views)
     if not corpus.signatures.ok.any():
         raise WitError(
             f"the training corpus ({len(urls)} shard(s)) has no decodable image (skipped: {corpus.skipped or 'none'}):"
@@ -115,7 +119,7 @@ def _known_size(urls: list[str]) -> int:
     return sum(int(sizes.get(u.rsplit("/", 1)[-1], 0)) for u in urls)
 
 
-def _sign_local(urls: list[str], model: Embedder, progress: bool) -> Corpus:
+def _sign_local(urls: list[str], model: Embedder, progress: bool, views: tuple[str, ...] = ()) -> Corpus:
     skipped: Counter = Counter()
     keys, shards, captions, images, parts = [], [], [], [], []
     bar = _bar(progress)
@@ -127,14 +131,14 @@ def _sign_local(urls: list[str], model: Embedder, progress: bool) -> Corpus:
         captions.append(s.caption)
         images.append(s.image)
         if len(images) == BATCH:
-            parts.append(sign(model, images))
+            parts.append(sign(model, images, views))
             bar.update(len(images))
             images = []
     if images:
-        parts.append(sign(model, images))
+        parts.append(sign(model, images, views))
         bar.update(len(images))
     bar.close()
-    signatures = Signatures.concat(parts, model.embed_dim)
+    signatures = Signatures.concat(parts, model.embed_dim, len(views))
     skipped.update(signatures.skipped)
     return Corpus(keys, shards, captions, signatures, dict(skipped))
 
@@ -148,11 +152,12 @@ def _bar(progress: bool):
 class _Signer:
     """Ray Data actor: holds the detector, signs a batch of raw WebDataset rows."""
 
-    def __init__(self, model_ref):
+    def __init__(self, model_ref, views: tuple[str, ...] = ()):
         import ray
 
         self.model = ray.get(model_ref) if isinstance(model_ref, ray.ObjectRef) else model_ref
         self.model.eval()
+        self.views = views
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -160,7 +165,7 @@ class _Signer:
         rows = batch.to_pylist()
         images = [_member(r, IMAGE_SUFFIXES) for r in rows]
         have = [i for i, im in enumerate(images) if im is not None]
-        sig = sign(self.model, [images[i] for i in have])
+        sig = sign(self.model, [images[i] for i in have], self.views)
         n = len(rows)
         ok = np.zeros(n, bool)
         ok[have] = sig.ok
@@ -168,6 +173,9 @@ class _Signer:
         hashes[have] = sig.hashes
         vectors = np.zeros((n, self.model.embed_dim), np.float32)
         vectors[have] = sig.vectors
+        extra = np.zeros((n, len(self.views), self.model.embed_dim), np.float32)
+        if self.views:
+            extra[have] = sig.views
         digests = [""] * n
         for k, i in enumerate(have):
             digests[i] = sig.digests[k]
@@ -185,12 +193,15 @@ class _Signer:
                 "digest": digests,
                 "phash": hashes.view(np.int64),
                 "vector": pa.FixedSizeListArray.from_arrays(vectors.reshape(-1), self.model.embed_dim),
+                "views": pa.FixedSizeListArray.from_arrays(extra.reshape(-1), extra.shape[1] * extra.shape[2])
+                if self.views
+                else pa.nulls(n),
                 "reason": reasons,
             }
         )
 
 
-def _sign_ray(urls: list[str], model: Embedder) -> Corpus:
+def _sign_ray(urls: list[str], model: Embedder, views: tuple[str, ...] = ()) -> Corpus:
     """Ray Data: read_webdataset (decoder off, one block per shard), an actor pool of _Signer, rows back in order."""
     from pipelines.ray_env import init_local
     from wit_builder import storage
@@ -204,7 +215,7 @@ def _sign_ray(urls: list[str], model: Embedder) -> Corpus:
     ds = ray.data.read_webdataset(paths, filesystem=fs, decoder=None, override_num_blocks=len(paths))
     ds = ds.map_batches(
         _Signer,
-        fn_constructor_args=(ray.put(model),),
+        fn_constructor_args=(ray.put(model), views),
         batch_size=BATCH,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
@@ -217,19 +228,24 @@ def _sign_ray(urls: list[str], model: Embedder) -> Corpus:
 
     merged = pa.concat_tables(ray.get(table)) if table else None
     if merged is None or merged.num_rows == 0:
-        return Corpus([], [], [], Signatures.concat([], model.embed_dim), {})
+        return Corpus([], [], [], Signatures.concat([], model.embed_dim, len(views)), {})
     reasons = merged.column("reason").to_pylist()
     skipped = Counter(r for r in reasons if r)
     keep = np.array([r != "no_image" for r in reasons])
     t = merged.filter(pa.array(keep))
     by_path = dict(zip(paths, urls))
     vectors = t.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    extra = None
+    if views:
+        flat = t.column("views").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        extra = flat.reshape(t.num_rows, len(views), model.embed_dim).astype(np.float32)
     sig = Signatures(
         t.column("digest").to_pylist(),
         t.column("phash").to_numpy().view(np.uint64),
         vectors.reshape(t.num_rows, model.embed_dim).astype(np.float32),
         np.array([r == "" for r in t.column("reason").to_pylist()]),
         {k: v for k, v in skipped.items() if k != "no_image"},
+        extra,
     )
     shards = [by_path.get(p, p) for p in t.column("shard").to_pylist()]
     return Corpus(t.column("key").to_pylist(), shards, t.column("caption").to_pylist(), sig, dict(skipped))

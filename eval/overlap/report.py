@@ -246,7 +246,9 @@ def _info_html(info: dict, curve: bytes | None) -> list[str]:
                 f"ROC AUC {det.get('auc')} (target precision {det.get('min_precision')}) on "
                 f"{det.get('positives', 0)} transformed copies of evaluation images against their source and "
                 f"{det.get('negatives', 0)} other evaluation images against the most similar of a pool of "
-                f"{det.get('pool', 0)}; pHash tier: at most {det.get('phash_distance')} bits apart"
+                f"{det.get('pool', 0)}"
+                + (f" (references in {1 + len(det['views'])} views each)" if det.get("views") else "")
+                + f"; pHash tier: at most {det.get('phash_distance')} bits apart"
                 + _phash_note(det.get("phash_on_pairs"))
                 + f". {det.get('note', '')}"
             )

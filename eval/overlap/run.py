@@ -19,7 +19,16 @@ import pyarrow.parquet as pq
 
 from eval.datasets import EvalSet
 from eval.neardup.calibrate import calibrate, recall_by_transform, validation_pairs
-from eval.neardup.detector import TIERS, Signatures, match, phash_search, sign
+from eval.neardup.detector import (
+    TIERS,
+    Signatures,
+    best_cosine,
+    index_rows,
+    match,
+    pair_similarity,
+    phash_search,
+    sign,
+)
 from eval.neardup.model import DetectorConfig, Embedder
 from eval.neardup.train import load_detector, save_detector, train_detector
 from eval.overlap import corpus as corpus_mod
@@ -41,6 +50,7 @@ class OverlapOptions:
     train_images: int = 2000  # corpus images the detector trains on (a seeded, spread sample)
     steps: int | None = None  # detector training steps (default: detector_steps, ~40 views per image, 50..400)
     detector_config: DetectorConfig | None = None  # the whole training config (library use; `steps` still applies)
+    gray: bool = False  # train the detector on luminance only (DetectorConfig.gray)
     threshold: float | None = None  # the embedding tier's cosine threshold; default: calibrated
     min_precision: float = 0.99  # the calibrated operating point's precision on the synthetic pairs
     calibration_pairs: int = 400  # positive and as many hard-negative pairs
@@ -53,6 +63,7 @@ class OverlapOptions:
     allow_hosts: tuple[str, ...] = ()
     progress: bool = False
     seed: int = 0
+    views: tuple[str, ...] = ()  # training images also signed in these views (detector.REFERENCE_VIEWS); 1+v x index
 
 
 def log(message: str) -> None:
@@ -120,7 +131,7 @@ def get_detector(urls: list[str], options: OverlapOptions, out: str) -> tuple[Em
         model, cfg, saved = load_detector(options.detector)
         return model, {"source": options.detector, "saved_threshold": saved}
     images = corpus_mod.training_sample(urls, options.train_images, options.seed)
-    cfg = options.detector_config or DetectorConfig(seed=options.seed)
+    cfg = options.detector_config or DetectorConfig(seed=options.seed, gray=options.gray)
     if options.steps or not options.detector_config:  # a config given whole keeps its steps
         cfg = dataclasses.replace(cfg, steps=options.steps or detector_steps(len(images), cfg))
     log(f"training the near-duplicate detector on {len(images):,} corpus images ({cfg.steps} steps) ...")
@@ -169,13 +180,13 @@ def calibrate_on_images(model: Embedder, keys: list[str], images: list[bytes], o
     queries = rng.permutation(held)[: options.calibration_pairs]
     n = len(queries)  # as many positives as negatives: precision is measured on a balanced set
     positives = validation_pairs([images[i] for i in pool], [0] * len(pool), n, 0, rng)
-    a, b = sign(model, positives.first), sign(model, positives.second)
+    a, b = sign(model, positives.first, options.views), sign(model, positives.second)
     ok = a.ok & b.ok
-    pos_scores = (a.vectors * b.vectors).sum(axis=1)[ok]
+    pos_scores = pair_similarity(a, b)[ok]
     close = np.bitwise_count(a.hashes ^ b.hashes)[ok] <= options.phash_distance
-    pool_sig = sign(model, [images[i] for i in pool])
+    pool_sig = sign(model, [images[i] for i in pool], options.views)
     q = sign(model, [images[i] for i in queries])
-    sims = q.vectors @ pool_sig.vectors.T
+    sims = best_cosine(q.vectors, pool_sig.vectors, pool_sig.views)
     same = np.bitwise_count(q.hashes[:, None] ^ pool_sig.hashes[None, :]) <= options.phash_distance
     same |= np.array([[d == e for e in pool_sig.digests] for d in q.digests], dtype=bool).reshape(sims.shape)
     sims[same | ~pool_sig.ok[None, :]] = -np.inf
@@ -258,17 +269,21 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
     if threshold is None:
         raise WitError("no threshold: the evaluation images gave no calibration pairs; pass --threshold")
     log(f"signing the training images of {len(urls)} shard(s) ...")
-    corpus = corpus_mod.sign_corpus(urls, model, options.ray, options.progress)
+    corpus = corpus_mod.sign_corpus(urls, model, options.ray, options.progress, options.views)
     lap("sign_train_s")
     refs = corpus.signatures
-    ok_rows = np.nonzero(refs.ok)[0]
-    index = build_index(refs.vectors[ok_rows])
+    vectors, owner = index_rows(refs)
+    index = build_index(vectors)
     lap("index_s")
-    log(f"indexed {index.size:,} training images ({index.kind}); matching {sum(map(len, sets)):,} evaluation images")
+    in_views = f" in {1 + len(options.views)} views each" if options.views else ""
+    log(
+        f"indexed {int(refs.ok.sum()):,} training images{in_views} ({index.kind}); matching "
+        f"{sum(map(len, sets)):,} evaluation images"
+    )
 
     def search(queries: np.ndarray):
         sims, ids = index.search(queries, 1)
-        return sims[:, 0], ok_rows[ids[:, 0]]
+        return sims[:, 0], owner[ids[:, 0]]
 
     hash_search = phash_search(refs.hashes, refs.ok)
     tables, stats, skipped, text_info, text_tables, closest = [], {}, {}, {}, [], []
@@ -294,8 +309,9 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
             "source": train,
             "shards": len(urls),
             "images": len(corpus),
-            "indexed": index.size,
+            "indexed": int(refs.ok.sum()),
             "index": index.kind,
+            "index_vectors": index.size,
             "skipped": corpus.skipped,
         },
         "detector": {
@@ -309,6 +325,7 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
             **cal_info,
             "phash_distance": options.phash_distance,
             "phash_on_pairs": phash_check,
+            "views": list(options.views),
             "note": "no threshold reached the target precision: the embedding tier flags nothing"
             if threshold == float("inf")
             else "",

@@ -17,7 +17,17 @@ from eval.neardup.calibrate import (
     recall_by_transform,
     validation_pairs,
 )
-from eval.neardup.detector import REFERENCE_VIEWS, VIEWS, Signatures, best_cosine, match, pair_similarity, sign
+from eval.neardup.detector import (
+    REFERENCE_VIEWS,
+    VIEWS,
+    Signatures,
+    best_cosine,
+    index_rows,
+    match,
+    numpy_search,
+    pair_similarity,
+    sign,
+)
 from eval.neardup.hashes import hamming, phash, phash_matches, sha256_hex
 from eval.neardup.images import decode, encode_png, to_rgb
 from eval.neardup.model import thumbnail, whiten_background
@@ -176,6 +186,29 @@ def test_thumbnail_whitens_a_solid_background_or_frame_and_leaves_busy_edges_alo
     assert np.abs(thumbnail(flat_padded, 64).astype(int) - thumbnail(padded, 64)).mean() < before.mean() / 10
     noise = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     assert np.array_equal(whiten_background(noise), noise)
+
+
+def test_a_faiss_index_of_index_rows_is_the_best_cosine_over_views():
+    import faiss
+
+    rng = np.random.default_rng(0)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    n, v, d = 30, 3, 8
+    ok = np.ones(n, bool)
+    ok[[4, 17]] = False
+    vectors, views = unit(rng.normal(size=(n, d))).astype(np.float32), unit(rng.normal(size=(n, v, d))).astype("f4")
+    refs = Signatures(["x"] * n, np.zeros(n, np.uint64), vectors, ok, {}, views)
+    rows, owner = index_rows(refs)
+    assert rows.shape == ((n - 2) * (1 + v), d) and set(owner) == set(np.nonzero(ok)[0])
+    index = faiss.IndexFlatIP(d)
+    index.add(rows)
+    queries = unit(rng.normal(size=(50, d))).astype(np.float32)
+    sims, ids = index.search(queries, 1)
+    best, row = numpy_search(vectors, ok, views)(queries)
+    assert (owner[ids[:, 0]] == row).all()
+    np.testing.assert_allclose(sims[:, 0], best, atol=1e-6)
+    plain_rows, plain_owner = index_rows(Signatures(["x"] * n, np.zeros(n, np.uint64), vectors, ok, {}))
+    assert (plain_rows == vectors[ok]).all() and (plain_owner == np.nonzero(ok)[0]).all()
 
 
 def test_hard_batches_hold_whole_neighbour_clusters():

@@ -17,6 +17,7 @@ import pytest
 from task_data import load_task
 
 from eval.neardup.augment import TRANSFORMS, augment
+from eval.neardup.detector import REFERENCE_VIEWS
 from eval.neardup.images import decode, encode_png
 from eval.neardup.model import DetectorConfig
 from eval.neardup.train import build_model, load_detector
@@ -162,6 +163,34 @@ def test_planted_copies_are_found_with_their_training_key(world, report):
     assert cfg.image_size == CFG.image_size
 
 
+def test_reference_views_index_every_view_and_find_the_planted_copies(world, report, tmp_path):
+    root, planted = world
+    out = report[0]
+    summary = overlap_report(
+        str(root / "corpus"),
+        str(root / "evalset"),
+        str(tmp_path / "views"),
+        None,
+        OverlapOptions(detector=str(out / "detector.pt"), views=REFERENCE_VIEWS),
+    )
+    det, train = summary["detector"], summary["train"]
+    assert det["views"] == list(REFERENCE_VIEWS) and det["calibrated"]
+    assert train["indexed"] == N_TRAIN and train["index_vectors"] == (1 + len(REFERENCE_VIEWS)) * N_TRAIN
+    by_id = {r["id"]: r for r in pq.read_table(tmp_path / "views" / "overlap.parquet").to_pylist()}
+    copies = [by_id[k] for k in planted if int(k[-3:]) >= N_EXACT]
+    found = np.mean([r["is_overlap"] and r["nearest_key"] == planted[r["id"]] for r in copies])
+    flagged = np.mean([r["is_overlap"] for r in by_id.values() if "/other" in r["id"]])
+    single = {r["id"]: r for r in report[2]}
+    found_single = np.mean(
+        [single[r["id"]]["is_overlap"] and single[r["id"]]["nearest_key"] == planted[r["id"]] for r in copies]
+    )
+    print(f"views: copies found {found:.2f} (one view {found_single:.2f}), unrelated flagged {flagged:.2f}, {det}")
+    assert found >= max(0.5, found_single) and flagged <= 0.2  # measured 0.78 (one view 0.64), flagged 0.02
+    assert all(r["similarity"] >= 0.999 for r in by_id.values() if r["tier"] == "exact")
+    assert "training images in 9 views)" in summary_table(summary)
+    assert "(references in 9 views each)" in (tmp_path / "views" / "index.html").read_text()
+
+
 def test_text_overlap_finds_the_class_name_caption(world, report):
     out, summary, _ = report
     texts = pq.read_table(out / "text_overlap.parquet").to_pylist()
@@ -220,6 +249,23 @@ def test_cli_prints_the_table_and_sql_reads_the_report(world, report, tmp_path, 
     assert f"{n_overlap}" in capsys.readouterr().out
 
 
+def test_detector_flags_reach_the_options_and_a_gray_detector_is_trained_and_saved_gray(world, tmp_path):
+    import argparse
+
+    from eval.overlap.run import get_detector
+    from pipelines import overlap as overlap_cli
+
+    parser = argparse.ArgumentParser()
+    overlap_cli.add_arguments(parser)
+    plain = overlap_cli.options_from(parser.parse_args(["--train", "T"]))
+    chosen = overlap_cli.options_from(parser.parse_args(["--train", "T", "--detector-gray", "--reference-views"]))
+    assert (plain.gray, plain.views) == (False, ()) and (chosen.gray, chosen.views) == (True, REFERENCE_VIEWS)
+    urls = corpus_mod.shard_urls(str(world[0] / "corpus"))
+    model, info = get_detector(urls, OverlapOptions(gray=True, steps=2, train_images=20), str(tmp_path))
+    _, cfg, _ = load_detector(tmp_path / "detector.pt")
+    assert model.gray and cfg.gray and info["steps"] == 2 and model.features[0][0].in_channels == 1
+
+
 def test_bad_input_is_one_clear_error(world, report, tmp_path, capsys):
     root, _ = world
     out, _, rows = report
@@ -250,8 +296,10 @@ def test_ray_data_signing_equals_in_process(world, ray_session):
     root, _ = world
     model = build_model(CFG)  # equality needs no training
     urls = corpus_mod.shard_urls(str(root / "corpus"))
-    local = corpus_mod.sign_corpus(urls, model, ray=False)
-    remote = corpus_mod.sign_corpus(urls, model, ray=True)
+    local = corpus_mod.sign_corpus(urls, model, ray=False, views=("mirror", "zoom80"))
+    remote = corpus_mod.sign_corpus(urls, model, ray=True, views=("mirror", "zoom80"))
+    assert local.signatures.views.shape == (len(local.keys), 2, model.embed_dim)
+    np.testing.assert_allclose(remote.signatures.views, local.signatures.views, atol=1e-5)
     assert remote.keys == local.keys and remote.shards == local.shards and remote.captions == local.captions
     assert remote.signatures.digests == local.signatures.digests
     assert (remote.signatures.hashes == local.signatures.hashes).all()
