@@ -143,7 +143,7 @@ def summary_table(summary: dict) -> str:
         )
     lines = [line]
     weakest = [(name, c) for name, c in (det.get("recall_by_transform") or {}).items() if c["copies"]][:3]
-    if weakest:
+    if weakest and det["threshold"] is not None:  # without a threshold the tier finds nothing, of any kind
         rates = ", ".join(f"{name} {c['found'] / c['copies']:.2f}" for name, c in weakest)
         lines.append(f"detector: copies it misses most, recall by transform: {rates} (all in index.html)")
     head = (
