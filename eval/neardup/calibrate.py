@@ -26,9 +26,8 @@ class PairSet:
     second: list[bytes]
     labels: np.ndarray
     left_out: int = 0  # same-group pairs of different bytes that the pixel test calls one picture (never negatives)
-    transforms: list[tuple[str, ...]] = field(
-        default_factory=list
-    )  # per pair: the copy's transforms (() for a negative)
+    # per pair: the names of the transforms that made the copy, () for a negative
+    transforms: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass
