@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     # 2. the Ray pipeline, 1 and 2 workers, on a local 2-CPU cluster
     from pipelines import build_wit, ray_env
 
-    ray_env.init_local(num_cpus=2, log_to_driver=False)
+    ray_env.init_local(num_cpus=2, join_head=False, log_to_driver=False)
     print(
         "\n| Ray workers | wall s | pool rows/s | read+normalise+langid+match s | dedup s | count s | "
         "attribute+balance s | write s | selected |"

@@ -122,7 +122,7 @@ def run_one(args) -> None:
     if args.run == "ours-ray":
         from pipelines import ray_env
 
-        ray_env.init_local(num_cpus=args.processes)
+        ray_env.init_local(num_cpus=args.processes, join_head=False)
     import resource
 
     cpu_before = sum(

@@ -78,7 +78,7 @@ def ray_arm(data: str, model_name: str, batch: int, steps: int, warmup: int, see
     from trainer.ray_train import train
     from trainer.run_config import TrainConfig
 
-    ray_env.init_local(num_cpus=os.cpu_count() or 1)
+    ray_env.init_local(num_cpus=os.cpu_count() or 1, join_head=False)
     out = os.path.join(work, "run")
     start = time.perf_counter()
     cfg = TrainConfig(

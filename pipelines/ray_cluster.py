@@ -48,13 +48,13 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def _ray(*args: str, check: bool = True) -> str:
+def _ray(*args: str, check: bool = True, timeout: float | None = None) -> str:
     """Run the `ray` CLI of this venv with the shared settings; WitError with its last line when it fails."""
     from wit_builder.errors import WitError
 
     if not os.path.exists(_ray_cli()):
         raise WitError(f"the ray command is missing next to {sys.executable}: run `make install`")
-    done = subprocess.run([_ray_cli(), *args], env=cli_env(), capture_output=True, text=True)
+    done = subprocess.run([_ray_cli(), *args], env=cli_env(), capture_output=True, text=True, timeout=timeout)
     output = (done.stdout + done.stderr).strip()
     if check and done.returncode != 0:
         last = output.splitlines()[-1] if output else "no output"
@@ -64,9 +64,14 @@ def _ray(*args: str, check: bool = True) -> str:
 
 
 def head_running() -> bool:
-    """True when a Ray head of this machine answers `ray status`."""
+    """True when a Ray head of this machine answers `ray status` (asked only when its GCS port accepts connections:
+    `ray status` waits minutes on the stale address file a killed head leaves)."""
+    from pipelines import ray_env
+
+    if ray_env.running_head_address() is None:
+        return False
     try:
-        _ray("status")
+        _ray("status", timeout=120)
         return True
     except Exception:  # noqa: BLE001 - any failure means no usable head
         return False

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 from pathlib import Path
 
 DASHBOARD_PORT = 8265
@@ -24,6 +25,7 @@ RAY_ENV: dict[str, str] = {
 }
 
 BOOTSTRAP_CONFIG = Path.home() / "ray_bootstrap_config.yaml"
+ADDRESS_FILE = Path("/tmp/ray/ray_current_cluster")  # where `ray start --head` leaves the GCS address
 
 
 def ensure_bootstrap_config(path: Path = BOOTSTRAP_CONFIG) -> None:
@@ -47,28 +49,41 @@ def shell_exports() -> str:
     return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in RAY_ENV.items())
 
 
-def init_local(num_cpus: int | None = None, **kwargs):
-    """Start or join Ray for a pipeline: join the running cluster when there is one (RAY_ADDRESS or a local head),
-    else start an in-process local cluster bound to loopback."""
+def init_local(num_cpus: int | None = None, join_head: bool = True, **kwargs):
+    """Start or join Ray for a pipeline: join the running cluster when there is one (RAY_ADDRESS, or a local head that
+    answers), else start an in-process local cluster bound to loopback. `join_head=False` always starts its own (a
+    benchmark that must not share a machine-wide head)."""
     apply()
     import ray
 
     if ray.is_initialized():
         return ray
-    address = os.environ.get("RAY_ADDRESS")
+    address = os.environ.get("RAY_ADDRESS") if join_head else None
     if address:
         ray.init(address=address, log_to_driver=True, **kwargs)
         return ray
-    if _head_running():
+    head = running_head_address() if join_head else None
+    if head:
         try:
-            ray.init(address="auto", log_to_driver=True, **kwargs)
+            ray.init(address=head, log_to_driver=True, **kwargs)
             return ray
-        except ConnectionError:  # the head's address file outlived the head: start our own
+        except ConnectionError:  # the head died between the check and the connection: start our own
             pass
+    elif join_head and ADDRESS_FILE.exists():
+        print(f"ignoring {ADDRESS_FILE}: no Ray head answers at the address it names; starting a local Ray", flush=True)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     return ray
 
 
-def _head_running() -> bool:
-    """True when a local `ray start --head` has left its address file."""
-    return Path("/tmp/ray/ray_current_cluster").exists()
+def running_head_address(path: Path | None = None, timeout: float = 1.0) -> str | None:
+    """The GCS address that a local `ray start --head` wrote to Ray's address file, if something accepts connections
+    there; None when there is no file or it is stale (a head killed without `ray stop`), because `ray.init` would
+    otherwise retry a dead address for many minutes."""
+    path = path or ADDRESS_FILE
+    try:
+        address = path.read_text().strip()
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return address
+    except (OSError, ValueError):
+        return None
