@@ -10,10 +10,12 @@ without sizes.json), a brace pattern or one .tar; local or s3://. DATASET: an of
 
 Each evaluation image is flagged by the first of three tiers that matches a training image: the same bytes
 (SHA-256), a perceptual hash at most --phash-distance bits away, or the near-duplicate detector's cosine at or above
-its threshold. The detector is trained on the corpus's own images (or --detector FILE) and its threshold calibrated on
-synthetic pairs of the evaluation images: transformed copies versus two different images of one class, at precision
---min-precision. Training embeddings go into a faiss index (exact up to 200k images, IVF-PQ above); from 50k images
-signing runs as Ray Data batch inference.
+its threshold. The detector is trained on the corpus's own images (or --detector FILE) and its threshold calibrated,
+per dataset, on synthetic pairs of the evaluation images at precision --min-precision: transformed copies of its
+images against their source versus its other images against their most similar one (two 7s look more alike than two
+emoji). A dataset with under 100 such negatives, or every one with --one-threshold, uses the pooled threshold.
+Training embeddings go into a faiss index (exact up to 200k images, IVF-PQ above); from 50k images signing runs as
+Ray Data batch inference.
 
 With --results (a `wit eval --per-example` results JSON), per dataset: accuracy on All, Clean and Overlap, a one-sided
 binomial test of Overlap against Clean, a 99.5% Clopper-Pearson interval and the estimated effect on All. Without it,
@@ -64,7 +66,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also index each training image mirrored, grayscale, zoomed-in and with a margin (9 vectors per image); "
         "calibrated the same way, finds more copies",
     )
-    parser.add_argument("--threshold", type=float, help="the detector's cosine threshold (default: calibrated)")
+    parser.add_argument(
+        "--threshold", type=float, help="the detector's cosine threshold for every dataset (default: calibrated)"
+    )
+    parser.add_argument(
+        "--one-threshold",
+        action="store_true",
+        help="calibrate one threshold on all datasets' pairs together (default: each dataset with at least "
+        "100 negative pairs gets its own, the rest the pooled one)",
+    )
     parser.add_argument(
         "--min-precision", type=float, default=d.min_precision, help=f"calibration target ({d.min_precision})"
     )
@@ -105,6 +115,7 @@ def options_from(args: argparse.Namespace):
         gray=args.detector_gray,
         views=REFERENCE_VIEWS if args.reference_views else (),
         threshold=args.threshold,
+        per_dataset=not args.one_threshold,
         min_precision=args.min_precision,
         phash_distance=args.phash_distance,
         text_threshold=args.text_threshold,
@@ -129,15 +140,17 @@ def run(args: argparse.Namespace) -> int:
 def summary_table(summary: dict) -> str:
     """The table printed at the end: per dataset the overlap by tier and, with results, the accuracies."""
     det = summary["detector"]
+    pooled = "all datasets' pairs pooled" if det.get("per_dataset") else "one threshold for all"
     if det["threshold"] is None:
         line = (
-            f"detector: no threshold reaches precision {det['min_precision']} on the {det['pairs']} calibration pairs "
-            f"(ROC AUC {det['auc']}): the embedding tier flags nothing; SHA-256 and pHash still do"
+            f"detector ({pooled}): no threshold reaches precision {det['min_precision']} on the {det['pairs']} "
+            f"calibration pairs (ROC AUC {det['auc']}): the embedding tier flags nothing there; SHA-256 and pHash "
+            "still do"
         )
     else:
         line = (
-            f"detector: threshold {det['threshold']} (precision {det['precision']}, recall {det['recall']}, "
-            f"ROC AUC {det['auc']} on {det['pairs']} calibration pairs"
+            f"detector ({pooled}): threshold {det['threshold']} (precision {det['precision']}, recall "
+            f"{det['recall']}, ROC AUC {det['auc']} on {det['pairs']} calibration pairs"
             + (f", training images in {1 + len(det['views'])} views" if det.get("views") else "")
             + ")"
         )
@@ -146,8 +159,14 @@ def summary_table(summary: dict) -> str:
     if weakest and det["threshold"] is not None:  # without a threshold the tier finds nothing, of any kind
         rates = ", ".join(f"{name} {c['found'] / c['copies']:.2f}" for name, c in weakest)
         lines.append(f"detector: copies it misses most, recall by transform: {rates} (all in index.html)")
+    if det.get("per_dataset"):
+        lines.append(
+            "detector: a dataset with enough calibration pairs uses its own threshold (column threshold; "
+            "'pooled' marks one that uses the pooled one, '-' one where none reaches the target precision)"
+        )
     head = (
-        "| dataset | n | overlap % | exact | phash | embedding | All | Clean | Overlap | Overlap-Clean | p | on All |"
+        "| dataset | n | overlap % | exact | phash | embedding | threshold | All | Clean | Overlap | Overlap-Clean | p "
+        "| on All |"
     )
     lines += [head, "|" + "---|" * (head.count("|") - 1)]
     for name, o in summary["overlap"].items():
@@ -159,6 +178,7 @@ def summary_table(summary: dict) -> str:
             str(o["exact"]),
             str(o["phash"]),
             str(o["embedding"]),
+            _threshold(o),
             _pct(s.get("acc_all")),
             _pct(s.get("acc_clean")),
             _pct(s.get("acc_overlap")),
@@ -171,6 +191,12 @@ def summary_table(summary: dict) -> str:
     if texts:
         lines.append("text overlap: " + ", ".join(f"{n} {t['matched']}/{t['texts']}" for n, t in texts.items()))
     return "\n".join(lines)
+
+
+def _threshold(o: dict) -> str:
+    """A dataset's threshold cell: the cosine, '-' when none reached the target precision, 'pooled' marked."""
+    value = "-" if o.get("threshold") is None else f"{o['threshold']:.4f}"
+    return f"{value} pooled" if o.get("threshold_from") == "pooled" else value
 
 
 def _pct(x) -> str:

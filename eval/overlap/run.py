@@ -64,6 +64,7 @@ class OverlapOptions:
     progress: bool = False
     seed: int = 0
     views: tuple[str, ...] = ()  # training images also signed in these views (detector.REFERENCE_VIEWS); 1+v x index
+    per_dataset: bool = True  # each dataset with enough pairs gets its own threshold (False: one pooled threshold)
 
 
 def log(message: str) -> None:
@@ -154,28 +155,67 @@ def detector_steps(n_images: int, cfg: DetectorConfig, views_per_image: int = 40
     return max(min(50, cfg.steps), min(cfg.steps, (n_images * views_per_image) // (2 * cfg.batch)))
 
 
+MIN_OWN_NEGATIVES = 100  # a dataset gets its own threshold only from this many negatives (P 0.99: one false flag)
+
+
+@dataclass
+class CalibrationScores:
+    """The scored calibration pairs of one set of images, before a threshold is chosen."""
+
+    positives: np.ndarray  # cosine of each transformed copy with its source
+    negatives: np.ndarray  # each held-out image's best cosine over the pool
+    transforms: list  # the edits of each positive's copy
+    info: dict  # pool size, queries with duplicates left out
+    phash_check: dict  # what the pHash tier finds among the positives
+
+    @staticmethod
+    def pooled(parts: list[CalibrationScores]) -> CalibrationScores:
+        """All datasets' pairs together (each negative still scored against its own dataset's pool)."""
+        return CalibrationScores(
+            np.concatenate([p.positives for p in parts]),
+            np.concatenate([p.negatives for p in parts]),
+            [t for p in parts for t in p.transforms],
+            {k: sum(p.info[k] for p in parts) for k in ("pool", "queries_with_duplicates_left_out")},
+            {k: sum(p.phash_check[k] for p in parts) for k in ("copies_found", "copies")},
+        )
+
+
 def calibrate_detector(model: Embedder, sets: list[EvalSet], options: OverlapOptions):
-    """Calibrate on the evaluation images (never trained on); see calibrate_on_images."""
-    keys = [f"{s.name}/{k}" for s in sets for k in s.keys]
-    return calibrate_on_images(model, keys, [im for s in sets for im in s.images], options)
+    """Calibrate on the evaluation images (never trained on), each dataset apart (see calibration_scores): returns
+    the pooled calibration (cal, info, pHash check) of all datasets' pairs together, and per dataset its own."""
+    own, parts = {}, []
+    for s in sets:
+        scores = calibration_scores(model, [f"{s.name}/{k}" for k in s.keys], s.images, options)
+        if scores is not None:
+            parts.append(scores)
+        own[s.name] = fit_threshold(scores, options)
+    if not parts:
+        log("calibration skipped: too few images to split into a pool and queries")
+    return fit_threshold(CalibrationScores.pooled(parts) if parts else None, options), own
 
 
 def calibrate_on_images(model: Embedder, keys: list[str], images: list[bytes], options: OverlapOptions):
-    """Calibrate the embedding tier as it is used, top-1 against many images of the same kind: split the images by
+    """Calibrate the embedding tier on one set of images; returns (Calibration or None, {pairs, positives, negatives,
+    pool, ...}, what the pHash tier does on the positives)."""
+    scores = calibration_scores(model, keys, images, options)
+    if scores is None:
+        log("calibration skipped: too few images to split into a pool and queries")
+    return fit_threshold(scores, options)
+
+
+def calibration_scores(model: Embedder, keys: list[str], images: list[bytes], options: OverlapOptions):
+    """Score pairs as the embedding tier is used, top-1 against many images of the same kind: split the images by
     key hash into a reference pool and held-out queries. Positives: transformed copies of pool images against their
     source. Negatives: each held-out image's highest cosine over the pool (pool images that are the same bytes or
-    pHash as the query are left out: libraries repeat files). As many positives as negatives.
-    Returns (Calibration or None, {pairs, positives, negatives, pool, ...}, what the pHash tier does on the
-    positives)."""
+    pHash as the query are left out: libraries repeat files). As many positives as negatives. None when the images
+    are too few to split."""
     from eval.neardup.hashes import sha256_hex
 
     in_pool = np.array([int(sha256_hex(k.encode())[:8], 16) % 2 == 0 for k in keys], dtype=bool)
     pool = np.nonzero(in_pool)[0]
     held = np.nonzero(~in_pool)[0]
-    info = {"pairs": 0}
     if len(pool) < 2 or len(held) < 1:
-        log("calibration skipped: too few images to split into a pool and queries")
-        return None, info, {}
+        return None
     rng = np.random.default_rng(options.seed + 1)
     queries = rng.permutation(held)[: options.calibration_pairs]
     n = len(queries)  # as many positives as negatives: precision is measured on a balanced set
@@ -192,26 +232,51 @@ def calibrate_on_images(model: Embedder, keys: list[str], images: list[bytes], o
     sims[same | ~pool_sig.ok[None, :]] = -np.inf
     neg_scores = sims.max(axis=1) if sims.shape[1] else np.full(len(queries), -np.inf)
     usable = q.ok & np.isfinite(neg_scores)
-    duplicates = int((q.ok & same.any(axis=1)).sum())
-    scores = np.r_[pos_scores, neg_scores[usable]]
-    labels = np.r_[np.ones(len(pos_scores), bool), np.zeros(int(usable.sum()), bool)]
-    info = {
-        "pairs": int(labels.size),
-        "positives": int(labels.sum()),
-        "negatives": int((~labels).sum()),
-        "pool": int(len(pool)),
-        "queries_with_duplicates_left_out": duplicates,
-    }
-    phash_check = {"copies_found": int(close.sum()), "copies": int(ok.sum())}
+    return CalibrationScores(
+        pos_scores,
+        neg_scores[usable],
+        [t for t, good in zip(positives.transforms, ok, strict=True) if good],
+        {"pool": int(len(pool)), "queries_with_duplicates_left_out": int((q.ok & same.any(axis=1)).sum())},
+        {"copies_found": int(close.sum()), "copies": int(ok.sum())},
+    )
+
+
+def fit_threshold(scores: CalibrationScores | None, options: OverlapOptions):
+    """The operating point at options.min_precision: (Calibration or None, {pairs, positives, negatives, pool, ...,
+    recall_by_transform}, pHash check)."""
+    if scores is None:
+        return None, {"pairs": 0}, {}
+    values = np.r_[scores.positives, scores.negatives]
+    labels = np.r_[np.ones(len(scores.positives), bool), np.zeros(len(scores.negatives), bool)]
+    info = {"pairs": int(labels.size), "positives": int(labels.sum()), "negatives": int((~labels).sum()), **scores.info}
     try:
-        cal = calibrate(scores, labels, options.min_precision)
+        cal = calibrate(values, labels, options.min_precision)
     except WitError as err:
         log(f"calibration skipped: {err}")
-        return None, {"pairs": 0}, phash_check
-    kinds = [t for t, good in zip(positives.transforms, ok, strict=True) if good]
-    found = recall_by_transform(pos_scores, np.ones(len(pos_scores), bool), kinds, cal.threshold)
+        return None, {"pairs": 0}, scores.phash_check
+    found = recall_by_transform(
+        scores.positives, np.ones(len(scores.positives), bool), scores.transforms, cal.threshold
+    )
     info["recall_by_transform"] = {name: {"copies": n, "found": k} for name, (n, k) in found.items()}
-    return cal, info, phash_check
+    return cal, info, scores.phash_check
+
+
+def dataset_thresholds(
+    names: list[str], pooled: float | None, own: dict, given: float | None, per_dataset: bool
+) -> dict[str, tuple[float | None, str]]:
+    """Each dataset's threshold and where it comes from: `given` (--threshold) for all; else the dataset's own
+    calibration when it had MIN_OWN_NEGATIVES negatives (near-duplicate difficulty differs between datasets: two 7s
+    look more alike than two emoji); else the pooled one."""
+    chosen = {}
+    for name in names:
+        cal, info, _ = own.get(name, (None, {}, {}))
+        if given is not None:
+            chosen[name] = (given, "given")
+        elif per_dataset and cal is not None and info.get("negatives", 0) >= MIN_OWN_NEGATIVES:
+            chosen[name] = (cal.threshold, "own")
+        else:
+            chosen[name] = (pooled, "pooled")
+    return chosen
 
 
 def eval_texts(s: EvalSet) -> list[str]:
@@ -261,12 +326,13 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
     urls = corpus_mod.shard_urls(train)
     model, detector_info = get_detector(urls, options, out)
     lap("detector_s")
-    cal, cal_info, phash_check = calibrate_detector(model, sets, options)
+    (cal, cal_info, phash_check), own = calibrate_detector(model, sets, options)
     lap("calibrate_s")
     threshold = options.threshold
     if threshold is None:
         threshold = cal.threshold if cal is not None else detector_info.get("saved_threshold")
-    if threshold is None:
+    thresholds = dataset_thresholds(names, threshold, own, options.threshold, options.per_dataset)
+    if any(t is None for t, _ in thresholds.values()):
         raise WitError("no threshold: the evaluation images gave no calibration pairs; pass --threshold")
     log(f"signing the training images of {len(urls)} shard(s) ...")
     corpus = corpus_mod.sign_corpus(urls, model, options.ray, options.progress, options.views)
@@ -289,7 +355,7 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
     tables, stats, skipped, text_info, text_tables, closest = [], {}, {}, {}, [], []
     for s in sets:
         sig = sign(model, s.images)
-        matches = match(sig, refs, threshold, options.phash_distance, search, hash_search)
+        matches = match(sig, refs, thresholds[s.name][0], options.phash_distance, search, hash_search)
         table = overlap_rows(s, sig, matches, corpus)
         tables.append(table)
         skipped[s.name] = {**s.skipped, **sig.skipped}
@@ -329,11 +395,16 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
             "note": "no threshold reached the target precision: the embedding tier flags nothing"
             if threshold == float("inf")
             else "",
+            "per_dataset": options.per_dataset,
+            "min_own_negatives": MIN_OWN_NEGATIVES,
+            "datasets": {name: _own_calibration(own.get(name), *thresholds[name]) for name in names},
         },
         "overlap": {
             name: {
                 "n": int(sum(1 for d in rows.column("dataset").to_pylist() if d == name)),
                 **_tier_counts(rows, name),
+                "threshold": _round(thresholds[name][0]) if thresholds[name][0] != float("inf") else None,
+                "threshold_from": thresholds[name][1],
             }
             for name in names
         },
@@ -358,6 +429,21 @@ def overlap_report(train: str, eval_spec: str, out: str, results: str | None, op
     log(f"report: {paths['index.html']}")
     with open(paths["summary.json"]) as f:
         return json.load(f)
+
+
+def _own_calibration(own, threshold: float, source: str) -> dict:
+    """A dataset's threshold (None: nothing reached the target precision), where it comes from, and its own
+    calibration's figures."""
+    cal, info, _ = own or (None, {}, {})
+    return {
+        "threshold": _round(threshold) if threshold != float("inf") else None,
+        "from": source,
+        "precision": _round(cal.precision) if cal else None,
+        "recall": _round(cal.recall) if cal else None,
+        "auc": _round(cal.auc) if cal else None,
+        "positives": info.get("positives", 0),
+        "negatives": info.get("negatives", 0),
+    }
 
 
 def _round(x):

@@ -191,6 +191,82 @@ def test_reference_views_index_every_view_and_find_the_planted_copies(world, rep
     assert "(references in 9 views each)" in (tmp_path / "views" / "index.html").read_text()
 
 
+def _embedding_tier_follows(rows: list[dict], threshold: float | None) -> bool:
+    """Rows no exact/pHash test flagged are flagged exactly when their cosine reaches `threshold` (None: never)."""
+    rest = [r for r in rows if r["tier"] not in ("exact", "phash") and r["similarity"] is not None]
+    return bool(rest) and all(r["is_overlap"] == (threshold is not None and r["similarity"] >= threshold) for r in rest)
+
+
+def test_each_dataset_with_enough_pairs_is_matched_at_its_own_threshold(world, report, tmp_path):
+    """A dataset with at least MIN_OWN_NEGATIVES negative pairs is calibrated and matched at its own threshold, a
+    smaller one at the pooled threshold of all pairs. A set of look-alikes (edited versions of four drawings, as two
+    7s) raises the pooled threshold above the drawings' own."""
+    from eval.overlap.run import MIN_OWN_NEGATIVES
+
+    root, _ = world
+    train, test = CLIPART
+    seen = {hashlib.sha256(data).digest() for data in train.images}
+    big = tmp_path / "bigset"
+    fresh = [i for i, data in enumerate(test.images) if hashlib.sha256(data).digest() not in seen][N_OTHER:]
+    for i in fresh[: 2 * MIN_OWN_NEGATIVES + 80]:  # about half are held-out queries: the negatives
+        label = train.classnames[int(test.labels[i])]
+        (big / label).mkdir(parents=True, exist_ok=True)
+        (big / label / f"d{i:04d}.png").write_bytes(test.images[i])
+    rng = np.random.default_rng(9)
+    for k, i in enumerate(fresh[-4:]):
+        (tmp_path / "lookalikes" / f"drawing{k}").mkdir(parents=True)
+        image = decode(test.images[i])[0].convert("RGBA")
+        image.thumbnail((256, 256))
+        for j in range(64):
+            (tmp_path / "lookalikes" / f"drawing{k}" / f"v{j:02d}.png").write_bytes(encode_png(augment(image, rng)))
+    evals = f"{root / 'evalset'},{big},{tmp_path / 'lookalikes'}"
+    options = OverlapOptions(detector=str(report[0] / "detector.pt"))
+    summary = overlap_report(str(root / "corpus"), evals, str(tmp_path / "report"), None, options)
+    table = pq.read_table(tmp_path / "report" / "overlap.parquet").to_pylist()
+
+    det, overlap = summary["detector"], summary["overlap"]
+    print({d: (o["threshold"], o["threshold_from"]) for d, o in overlap.items()}, det["threshold"], det["datasets"])
+    assert det["per_dataset"] and det["datasets"]["evalset"]["negatives"] < MIN_OWN_NEGATIVES
+    assert min(det["datasets"][d]["negatives"] for d in ("bigset", "lookalikes")) >= MIN_OWN_NEGATIVES
+    assert det["negatives"] == sum(d["negatives"] for d in det["datasets"].values())  # pooled = all sets' pairs
+    assert {d: o["threshold_from"] for d, o in overlap.items()} == {
+        "evalset": "pooled",
+        "bigset": "own",
+        "lookalikes": "own",
+    }
+    assert overlap["bigset"]["threshold"] == det["datasets"]["bigset"]["threshold"] != det["threshold"]
+    assert overlap["evalset"]["threshold"] == det["threshold"]
+    for dataset, o in overlap.items():
+        assert _embedding_tier_follows([r for r in table if r["dataset"] == dataset], o["threshold"])
+    printed = summary_table(summary)
+    pooled = "-" if det["threshold"] is None else f"{det['threshold']:.4f}"
+    assert f"| bigset | {overlap['bigset']['n']} |" in printed and f" {pooled} pooled |" in printed
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "Threshold of each dataset</h3>" in page and "<td>bigset</td>" in page and "<td>own</td>" in page
+
+
+def test_thresholds_come_from_the_flag_the_dataset_or_the_pool():
+    from types import SimpleNamespace
+
+    from eval.overlap.run import MIN_OWN_NEGATIVES, dataset_thresholds
+
+    own = {
+        "large": (SimpleNamespace(threshold=0.9), {"negatives": MIN_OWN_NEGATIVES}, {}),
+        "small": (SimpleNamespace(threshold=0.7), {"negatives": MIN_OWN_NEGATIVES - 1}, {}),
+        "hopeless": (SimpleNamespace(threshold=float("inf")), {"negatives": 300}, {}),
+        "uncalibrated": (None, {"pairs": 0}, {}),
+    }
+    names = list(own)
+    assert dataset_thresholds(names, 0.95, own, None, True) == {
+        "large": (0.9, "own"),
+        "small": (0.95, "pooled"),
+        "hopeless": (float("inf"), "own"),  # nothing reaches the precision there: its embedding tier flags nothing
+        "uncalibrated": (0.95, "pooled"),
+    }
+    assert dataset_thresholds(names, 0.95, own, None, False) == {n: (0.95, "pooled") for n in names}
+    assert dataset_thresholds(names, 0.95, own, 0.5, True) == {n: (0.5, "given") for n in names}
+
+
 def test_text_overlap_finds_the_class_name_caption(world, report):
     out, summary, _ = report
     texts = pq.read_table(out / "text_overlap.parquet").to_pylist()
@@ -258,8 +334,11 @@ def test_detector_flags_reach_the_options_and_a_gray_detector_is_trained_and_sav
     parser = argparse.ArgumentParser()
     overlap_cli.add_arguments(parser)
     plain = overlap_cli.options_from(parser.parse_args(["--train", "T"]))
-    chosen = overlap_cli.options_from(parser.parse_args(["--train", "T", "--detector-gray", "--reference-views"]))
-    assert (plain.gray, plain.views) == (False, ()) and (chosen.gray, chosen.views) == (True, REFERENCE_VIEWS)
+    chosen = overlap_cli.options_from(
+        parser.parse_args(["--train", "T", "--detector-gray", "--reference-views", "--one-threshold"])
+    )
+    assert (plain.gray, plain.views, plain.per_dataset) == (False, (), True)
+    assert (chosen.gray, chosen.views, chosen.per_dataset) == (True, REFERENCE_VIEWS, False)
     urls = corpus_mod.shard_urls(str(world[0] / "corpus"))
     model, info = get_detector(urls, OverlapOptions(gray=True, steps=2, train_images=20), str(tmp_path))
     _, cfg, _ = load_detector(tmp_path / "detector.pt")
