@@ -262,9 +262,9 @@ def _info_html(info: dict, curve: bytes | None) -> list[str]:
                 "<h3>Threshold of each dataset</h3><p>Near-duplicate difficulty differs between datasets, so each "
                 f"one with at least {det.get('min_own_negatives')} negative pairs is calibrated on its own pairs "
                 "('own'); the others use the pooled threshold above ('pooled'), or --threshold ('given'). '-': no "
-                "threshold reaches the target precision, the embedding tier flags nothing there.</p><table><tr><th>dataset</th>"
-                "<th>threshold</th><th>from</th><th>its precision</th><th>its recall</th><th>its ROC AUC</th>"
-                "<th>copies</th><th>negatives</th></tr>"
+                "threshold reaches the target precision, the embedding tier flags nothing there.</p>"
+                "<table><tr><th>dataset</th><th>threshold</th><th>from</th><th>its precision</th><th>its recall</th>"
+                "<th>its ROC AUC</th><th>copies</th><th>negatives</th></tr>"
             )
             for name, c in per.items():
                 cells = [name, "-" if c["threshold"] is None else f"{c['threshold']:.4f}", c["from"]]

@@ -185,25 +185,22 @@ def calibrate_detector(model: Embedder, sets: list[EvalSet], options: OverlapOpt
     the pooled calibration (cal, info, pHash check) of all datasets' pairs together, and per dataset its own."""
     own, parts = {}, []
     for s in sets:
-        scores = calibration_scores(model, [f"{s.name}/{k}" for k in s.keys], s.images, options)
+        scores = calibration_scores(model, [f"{s.name}/{k}" for k in s.keys], s.images, options, s.name)
         if scores is not None:
             parts.append(scores)
         own[s.name] = fit_threshold(scores, options)
-    if not parts:
-        log("calibration skipped: too few images to split into a pool and queries")
     return fit_threshold(CalibrationScores.pooled(parts) if parts else None, options), own
 
 
 def calibrate_on_images(model: Embedder, keys: list[str], images: list[bytes], options: OverlapOptions):
     """Calibrate the embedding tier on one set of images; returns (Calibration or None, {pairs, positives, negatives,
     pool, ...}, what the pHash tier does on the positives)."""
-    scores = calibration_scores(model, keys, images, options)
-    if scores is None:
-        log("calibration skipped: too few images to split into a pool and queries")
-    return fit_threshold(scores, options)
+    return fit_threshold(calibration_scores(model, keys, images, options), options)
 
 
-def calibration_scores(model: Embedder, keys: list[str], images: list[bytes], options: OverlapOptions):
+def calibration_scores(
+    model: Embedder, keys: list[str], images: list[bytes], options: OverlapOptions, name: str = "the images"
+):
     """Score pairs as the embedding tier is used, top-1 against many images of the same kind: split the images by
     key hash into a reference pool and held-out queries. Positives: transformed copies of pool images against their
     source. Negatives: each held-out image's highest cosine over the pool (pool images that are the same bytes or
@@ -215,6 +212,7 @@ def calibration_scores(model: Embedder, keys: list[str], images: list[bytes], op
     pool = np.nonzero(in_pool)[0]
     held = np.nonzero(~in_pool)[0]
     if len(pool) < 2 or len(held) < 1:
+        log(f"calibration skipped for {name}: too few images to split into a pool and queries")
         return None
     rng = np.random.default_rng(options.seed + 1)
     queries = rng.permutation(held)[: options.calibration_pairs]
