@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--train-epochs", type=int, default=1, help="epochs of the demo's training run (default %(default)s)"
     )
+    parser.add_argument(
+        "--eval-limit",
+        type=int,
+        default=None,
+        help="at most this many images per split of each offline task, every class kept (a quicker evaluation and "
+        "overlap report; default all)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild every step, even when up to date")
 
 
@@ -100,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
         evaluated = None
         if trained:
             start = _step(6, "eval: zero-shot, linear probe and retrieval on the offline tasks")
-            evaluated = _evaluate(out, manifest["out"], trained["run"], force=inputs_changed or args.force)
+            evaluated = _evaluate(
+                out, manifest["out"], trained["run"], force=inputs_changed or args.force, limit=args.eval_limit
+            )
             timings["eval"] = time.time() - start
             start = _step(7, "overlap: near-duplicates of the evaluation images in the training shards")
             evaluated["overlap"] = _overlap(out, trained["data"], force=inputs_changed or args.force)
@@ -315,9 +324,10 @@ def _train(out: str, build_dir: str, epochs: int, force: bool) -> dict | None:
     return {"line": line + f"   {run}", "run": run, "data": data}
 
 
-def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
-    """Write the offline tasks (and demo-retrieval from the held-out last shard) once, then evaluate the trained
-    model on every one: zero-shot and linear probe for the classification tasks, recall for retrieval."""
+def _evaluate(out: str, build_dir: str, run: str, force: bool, limit: int | None = None) -> dict:
+    """Write the offline tasks (and demo-retrieval from the held-out last shard) once, at most `limit` images per
+    split, then evaluate the trained model on every one: zero-shot and linear probe for the classification tasks,
+    recall for retrieval. Tasks written with another limit are written again."""
     import json
     import sys
 
@@ -329,14 +339,21 @@ def _evaluate(out: str, build_dir: str, run: str, force: bool) -> dict:
     from wit_builder.layout import BuildFolder
 
     data_dir = os.path.join(out, "eval-data")
-    if force or not os.path.exists(os.path.join(data_dir, "tasks.json")):
+    index = os.path.join(data_dir, "tasks.json")
+    written = json.loads(open(index).read()) if os.path.exists(index) else {}
+    rewrite = force or not written or any(t.get("limit") != limit for t in written.values())
+    if rewrite:
+        if written and not force:
+            print(f"eval data: {data_dir} was written with another --eval-limit; writing it again")
         held_out = len(BuildFolder(build_dir).finished_shards()) >= 2  # else training saw every shard
-        build_tasks(data_dir, None, progress=True, shards=[held_out_shard(build_dir)] if held_out else None)
+        build_tasks(
+            data_dir, None, progress=True, shards=[held_out_shard(build_dir)] if held_out else None, limit=limit
+        )
     else:
         print(f"eval data: {data_dir} is up to date; --force writes it again")
     saved = os.path.join(out, "eval", "demo.json")
     run_summary = os.path.join(run, "summary.json")
-    if not force and os.path.exists(saved) and os.path.getmtime(saved) >= os.path.getmtime(run_summary):
+    if not rewrite and os.path.exists(saved) and os.path.getmtime(saved) >= os.path.getmtime(run_summary):
         done = json.loads(open(saved).read())
         print(done["table"])
         print(f"eval: {out}/eval is up to date (the run has not changed); --force evaluates again")

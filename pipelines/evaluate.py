@@ -64,6 +64,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-host", action="append", default=[], help="a host a url dataset may fetch from")
     parser.add_argument("--tasks", help="data: which offline tasks to write (default all)")
     parser.add_argument("--build", help="data: a `wit build` folder whose last shard becomes demo-retrieval")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        help="data: at most this many images per split of each task, every class kept (default all)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +84,7 @@ def _write_data(args: argparse.Namespace) -> int:
     out = args.out or str(default_data_dir())
     names = [t for t in (args.tasks or "").split(",") if t] or None
     shards = [held_out_shard(args.build)] if args.build else None
-    summary = build_tasks(out, names, progress=True, shards=shards)
+    summary = build_tasks(out, names, progress=True, shards=shards, limit=args.limit)
     print(f"wrote {len(summary)} evaluation task(s) to {out}:")
     for name, info in summary.items():
         counts = ", ".join(f"{split} {n:,}" for split, n in info["n"].items())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from eval.datasets import EvalSet, write_eval_set
 from eval.tasks import digits, drawings, emoji, shift, text
@@ -41,8 +44,34 @@ def available_tasks(data_dir: str | None = None) -> list[str]:
     return [n for n in KINDS if n in written] + sorted(n for n in written if n not in KINDS)
 
 
-def summarize(sets: list[EvalSet], seconds: float) -> dict:
-    """What tasks.json says about one task."""
+def subsample(data: EvalSet, limit: int | None, seed: int = 0) -> EvalSet:
+    """At most `limit` rows of one split, seeded, in their original order. Classes take turns (every class keeps
+    about limit / classes rows, all of a smaller one), so a small sample still has every class to classify."""
+    if limit is not None and limit < 1:
+        raise WitError(f"an evaluation limit must be at least 1 image per split, got {limit}")
+    if limit is None or len(data) <= limit:
+        return data
+    rng = np.random.default_rng(seed)
+    if data.labels is None:
+        keep = rng.permutation(len(data))[:limit]
+    else:
+        turn = np.zeros(len(data), dtype=np.int64)  # a row's place within its class, in a seeded order
+        for c in np.unique(data.labels):
+            members = rng.permutation(np.flatnonzero(data.labels == c))
+            turn[members] = np.arange(len(members))
+        keep = np.lexsort((rng.random(len(data)), turn))[:limit]
+    keep = np.sort(keep)
+    return dataclasses.replace(
+        data,
+        keys=[data.keys[i] for i in keep],
+        images=[data.images[i] for i in keep],
+        labels=None if data.labels is None else data.labels[keep],
+        captions=None if data.captions is None else [data.captions[i] for i in keep],
+    )
+
+
+def summarize(sets: list[EvalSet], seconds: float, limit: int | None = None) -> dict:
+    """What tasks.json says about one task (`limit`: the per-split cap it was written with, None for all)."""
     first = sets[0]
     return {
         "name": first.name,
@@ -52,14 +81,20 @@ def summarize(sets: list[EvalSet], seconds: float) -> dict:
         "note": first.note,
         "skipped": {s.split: s.skipped for s in sets if s.skipped},
         "seconds": round(seconds, 2),
+        "limit": limit,
     }
 
 
 def build_tasks(
-    out_dir: str, names: list[str] | None = None, progress: bool = True, shards: list[str] | None = None
+    out_dir: str,
+    names: list[str] | None = None,
+    progress: bool = True,
+    shards: list[str] | None = None,
+    limit: int | None = None,
 ) -> dict[str, dict]:
     """Write each named task (default: all of TASKS) to out_dir/NAME/ and index them in out_dir/tasks.json (merged
-    with what is already there). `shards`, when given, adds the `demo-retrieval` set built from those shards."""
+    with what is already there). `shards`, when given, adds the `demo-retrieval` set built from those shards.
+    `limit` keeps at most that many images per split (`subsample`), for a quicker evaluation."""
     chosen = list(TASKS) if names is None else list(names)
     unknown = [n for n in chosen if n not in TASKS]
     if unknown:
@@ -74,9 +109,9 @@ def build_tasks(
         jobs.append(("demo-retrieval", lambda: (retrieval_from_shards(shards),)))
     for name, builder in jobs:
         started = time.time()
-        sets = list(builder())
+        sets = [subsample(s, limit) for s in builder()]
         write_eval_set(str(out / name), sets)
-        summaries[name] = summarize(sets, time.time() - started)
+        summaries[name] = summarize(sets, time.time() - started, limit)
         if progress:
             counts = ", ".join(f"{k} {v}" for k, v in summaries[name]["n"].items())
             print(f"eval data: {name}: {counts} ({summaries[name]['seconds']} s)", file=sys.stderr)

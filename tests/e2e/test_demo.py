@@ -32,6 +32,8 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
         "40",
         "--cap",
         "5",
+        "--eval-limit",
+        "100",
     ]
     first = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
@@ -50,6 +52,7 @@ def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     assert "loss curve: step " in first.stdout
     results = json.loads((out / "eval" / "results.json").read_text())  # every offline classification task, 2 ways
     tasks = json.loads((out / "eval-data" / "tasks.json").read_text())
+    assert all(t["limit"] == 100 and 0 < max(t["n"].values()) <= 100 for t in tasks.values())  # --eval-limit
     classification = [n for n, t in tasks.items() if t["kind"] == "classification" and not n.startswith("shift-")]
     assert sorted((r["dataset"], r["task"]) for r in results) == sorted(
         (n, t) for n in classification for t in ("zeroshot_classification", "linear_probe")

@@ -17,6 +17,7 @@ from eval.datasets import load_eval_set
 from eval.tasks import KINDS, TASKS, build_tasks, retrieval_from_shards
 from eval.tasks import emoji as emoji_task
 from eval.tasks import text as text_task
+from eval.tasks.build import subsample
 from wit_builder.errors import WitError
 from wit_builder.paths import debian_path, debian_root
 from wit_builder.web import sources
@@ -144,6 +145,37 @@ def test_build_tasks_writes_sets_the_loader_reads_back(tmp_path, built):
     assert ret.captions == [["a red square", "a crimson block"], ["a blue square"]]
     with pytest.raises(WitError, match="unknown evaluation task"):
         build_tasks(str(tmp_path / "eval"), ["imagenet"], progress=False)
+
+
+def test_subsample_keeps_every_class_in_turn_and_the_original_order(built):
+    train = built["digits"][0]  # 10 classes, ~125 images each
+    for limit in (10, 37, 200):
+        got = subsample(train, limit)
+        assert len(got) == limit and got.classnames == train.classnames
+        counts = Counter(got.labels.tolist())
+        assert len(counts) == 10 and max(counts.values()) - min(counts.values()) <= 1  # classes took turns
+        position = {k: i for i, k in enumerate(train.keys)}
+        rows = [position[k] for k in got.keys]
+        assert rows == sorted(rows)  # a subset, in the original order, each image with its own label
+        assert [train.images[i] for i in rows] == got.images and train.labels[rows].tolist() == got.labels.tolist()
+        assert subsample(train, limit).keys == got.keys  # seeded
+    assert subsample(train, len(train) + 1) is train and subsample(train, None) is train
+    uneven = subsample(built["rendered-text"][0], 4)
+    assert len(uneven) == 4 and len(set(uneven.labels.tolist())) == 2
+    with pytest.raises(WitError, match="at least 1 image per split"):
+        subsample(train, 0)
+
+
+def test_build_tasks_with_a_limit_writes_and_records_it(tmp_path, built):
+    shards = write_shards(tmp_path / "shards")
+    summary = build_tasks(str(tmp_path / "eval"), ["digits"], progress=False, shards=shards, limit=25)
+    index = json.loads((tmp_path / "eval/tasks.json").read_text())
+    assert index["digits"]["n"] == {"train": 25, "test": 25} and index["digits"]["limit"] == 25
+    assert summary["demo-retrieval"]["n"] == {"test": 2}  # smaller than the limit: whole
+    test = load_eval_set("digits", "test", data_dir=str(tmp_path / "eval"))
+    assert len(set(test.labels.tolist())) == 10
+    ret = load_eval_set("demo-retrieval", data_dir=str(tmp_path / "eval"))
+    assert ret.captions == [["a red square", "a crimson block"], ["a blue square"]]
 
 
 def jpg(colour) -> bytes:
