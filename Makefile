@@ -10,6 +10,9 @@ STAMP  := $(VENV)/.installed
 export WIT_CACHE ?= $(HOME)/.cache/wit
 export NO_ALBUMENTATIONS_UPDATE := 1
 PYTEST_FLAGS ?= --durations=20
+# The fast suite runs in two processes (pytest-xdist), a test file each at a time: its tests are mostly one-threaded,
+# and each process has its own Ray, S3 server and image web. The slow suite stays in one: its tests stop Ray heads.
+FAST_FLAGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test test-fast test-slow lint install data browser lock ray-start ray-stop clean-demo
 
@@ -17,7 +20,7 @@ demo: install data
 	$(BIN)/wit demo
 
 test: install data browser lint
-	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q $(FAST_FLAGS) $(PYTEST_FLAGS)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS)
 
 # ruff (configured in pyproject.toml): lint and formatting, checked before the tests
@@ -26,7 +29,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test-fast: install data browser
-	$(BIN)/python -m pytest -q $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q $(FAST_FLAGS) $(PYTEST_FLAGS)
 
 test-slow: install data
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
