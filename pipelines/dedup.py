@@ -39,6 +39,17 @@ def add_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         f"--{prefix}detector", default=None, help="a saved detector (detector.pt); default: train one on the corpus"
     )
     parser.add_argument(
+        f"--{prefix}detector-steps",
+        type=int,
+        default=None,
+        help="training steps of a detector trained here (default: ~40 views per image, 50 to 400)",
+    )
+    parser.add_argument(
+        f"--{prefix}detector-gray",
+        action="store_true",
+        help="train the detector on luminance only: with more steps the benchmark's best (docs/overlap.md)",
+    )
+    parser.add_argument(
         f"--{prefix}threshold",
         type=float,
         default=None,
@@ -67,6 +78,8 @@ def options_from_args(args: argparse.Namespace, prefix: str = "", **extra):
     p = prefix.replace("-", "_")
     return DedupOptions(
         detector=getattr(args, f"{p}detector"),
+        steps=getattr(args, f"{p}detector_steps"),
+        gray=getattr(args, f"{p}detector_gray"),
         threshold=getattr(args, f"{p}threshold"),
         phash_distance=getattr(args, f"{p}phash_distance"),
         k=getattr(args, f"{p}k"),

@@ -67,8 +67,9 @@ class DedupOptions:
     remove: bool = False
     ray: bool | None = None
     train_images: int = 2000
-    steps: int | None = None
+    steps: int | None = None  # detector training steps (default: ~40 views per image, 50..400)
     detector_config: DetectorConfig | None = None
+    gray: bool = False  # train the detector on luminance only (DetectorConfig.gray), as `wit overlap --detector-gray`
     min_precision: float = 0.99
     calibration_pairs: int = 400
     examples: int = 5
@@ -85,6 +86,7 @@ class DedupOptions:
             train_images=self.train_images,
             steps=self.steps,
             detector_config=self.detector_config,
+            gray=self.gray,
             min_precision=self.min_precision,
             calibration_pairs=self.calibration_pairs,
             phash_distance=self.phash_distance,

@@ -144,6 +144,7 @@ def get_detector(urls: list[str], options: OverlapOptions, out: str) -> tuple[Em
         "source": path,
         "trained_on": len(images),
         "steps": cfg.steps,
+        "gray": cfg.gray,
         "loss": [round(history[0]["loss"], 4), round(history[-1]["loss"], 4)],
         "train_s": round(time.time() - started, 1),
     }

@@ -262,3 +262,20 @@ def test_a_remove_stopped_after_one_tar_finishes_on_the_rerun(world, tmp_path, c
     reasons = folder.read_accounting()["reason"].to_pylist()
     assert reasons.count("near_duplicate") == n
     ledger.assert_accounted(info["rows_in"], folder.read_accounting())
+
+
+def test_detector_flags_train_a_luminance_detector_for_the_given_steps(world, tmp_path, capsys):
+    from eval.neardup.train import load_detector
+
+    root, info, _, _ = world
+    out = tmp_path / "build"
+    shutil.copytree(root, out)
+    (out / "dedup" / "detector.pt").unlink()
+    argv = ["dedup", str(out), "--detector-gray", "--detector-steps", "3", "--threshold", "1.01"]
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    saved = json.loads((out / "dedup" / "summary.json").read_text())
+    assert saved["detector"]["gray"] is True and saved["detector"]["steps"] == 3
+    assert saved["detector"]["trained_on"] == info["n"]
+    model, cfg, _ = load_detector(out / "dedup" / "detector.pt")
+    assert cfg.gray and cfg.steps == 3 and model.features[0][0].in_channels == 1  # one input channel: luminance
