@@ -10,9 +10,11 @@ STAMP  := $(VENV)/.installed
 export WIT_CACHE ?= $(HOME)/.cache/wit
 export NO_ALBUMENTATIONS_UPDATE := 1
 PYTEST_FLAGS ?= --durations=20
-# The fast suite runs in two processes (pytest-xdist), a test file each at a time: its tests are mostly one-threaded,
-# and each process has its own Ray, S3 server and image web. The slow suite stays in one: its tests stop Ray heads.
+# The fast suite and most of the slow one run in two processes (pytest-xdist), a test file each at a time: each
+# process has its own Ray, S3 server and image web. Tests marked ray_head start and stop a machine-wide Ray head
+# (`ray stop` ends every Ray process of the machine, and pipelines join a running head), so they run alone, first.
 FAST_FLAGS ?= -n 2 --dist loadfile
+SLOW_FLAGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test test-fast test-slow lint install data browser lock ray-start ray-stop clean-demo
 
@@ -21,7 +23,8 @@ demo: install data
 
 test: install data browser lint
 	$(BIN)/python -m pytest -q $(FAST_FLAGS) $(PYTEST_FLAGS)
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q -m "slow and ray_head" $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q -m "slow and not ray_head" $(SLOW_FLAGS) $(PYTEST_FLAGS)
 
 # ruff (configured in pyproject.toml): lint and formatting, checked before the tests
 lint: install
@@ -32,7 +35,8 @@ test-fast: install data browser
 	$(BIN)/python -m pytest -q $(FAST_FLAGS) $(PYTEST_FLAGS)
 
 test-slow: install data
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -m "slow and ray_head" $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -m "slow and not ray_head" $(SLOW_FLAGS) $(PYTEST_FLAGS) || [ $$? -eq 5 ]
 
 install: $(STAMP)
 

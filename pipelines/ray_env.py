@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import sys
 from pathlib import Path
 
 DASHBOARD_PORT = 8265
@@ -25,7 +26,13 @@ RAY_ENV: dict[str, str] = {
 }
 
 BOOTSTRAP_CONFIG = Path.home() / "ray_bootstrap_config.yaml"
-ADDRESS_FILE = Path("/tmp/ray/ray_current_cluster")  # where `ray start --head` leaves the GCS address
+
+
+def address_file() -> Path:
+    """Where `ray start --head` leaves the GCS address: ray/ray_current_cluster in Ray's temp folder, which is
+    $RAY_TMPDIR, else $TMPDIR (Linux), else /tmp (so processes with their own RAY_TMPDIR never see each other's heads)."""
+    base = os.environ.get("RAY_TMPDIR") or (os.environ.get("TMPDIR") if sys.platform.startswith("linux") else None)
+    return Path(base or "/tmp") / "ray" / "ray_current_cluster"
 
 
 def ensure_bootstrap_config(path: Path = BOOTSTRAP_CONFIG) -> None:
@@ -69,8 +76,10 @@ def init_local(num_cpus: int | None = None, join_head: bool = True, **kwargs):
             return ray
         except ConnectionError:  # the head died between the check and the connection: start our own
             pass
-    elif join_head and ADDRESS_FILE.exists():
-        print(f"ignoring {ADDRESS_FILE}: no Ray head answers at the address it names; starting a local Ray", flush=True)
+    elif join_head and address_file().exists():
+        print(
+            f"ignoring {address_file()}: no Ray head answers at the address it names; starting a local Ray", flush=True
+        )
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     return ray
 
@@ -79,7 +88,7 @@ def running_head_address(path: Path | None = None, timeout: float = 1.0) -> str 
     """The GCS address that a local `ray start --head` wrote to Ray's address file, if something accepts connections
     there; None when there is no file or it is stale (a head killed without `ray stop`), because `ray.init` would
     otherwise retry a dead address for many minutes."""
-    path = path or ADDRESS_FILE
+    path = path or address_file()
     try:
         address = path.read_text().strip()
         host, port = address.rsplit(":", 1)

@@ -14,6 +14,12 @@ from s3_server import s3_env, s3_server  # noqa: F401 - session fixtures
 from pipelines import ray_env
 
 ray_env.apply()  # loopback binding, auth mode, no metadata probe: before any test touches Ray
+# Each pytest-xdist process gets its own Ray temp folder (sessions, logs, the head address file), so a pipeline one
+# test runs never joins the Ray of a test in the other process, nor a head that a stale address file names.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _ray_tmp = f"/tmp/wit-ray-{os.environ['PYTEST_XDIST_WORKER']}"  # short: Ray's socket paths must fit 107 bytes
+    os.makedirs(_ray_tmp, exist_ok=True)
+    os.environ["RAY_TMPDIR"] = _ray_tmp
 # Ray refuses to spill objects once the disk is 95 % used, and CI shares its disk with other jobs: tests spill only
 # when a disk is really full (each Ray process the tests start inherits this; set it to 0 to find spilling tests).
 os.environ.setdefault("RAY_local_fs_capacity_threshold", "1.0")

@@ -16,6 +16,7 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.mark.slow
+@pytest.mark.ray_head  # the demo starts and stops a Ray head
 def test_demo_runs_every_step_then_reuses_them(no_driver_ray, tmp_path):
     env = ray_cluster.cli_env()
     out = tmp_path / "demo"

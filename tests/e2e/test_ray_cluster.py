@@ -38,6 +38,7 @@ def _is_loopback(address: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.ray_head
 def test_head_binds_loopback_and_runs_a_submitted_job(no_driver_ray, tmp_path):
     env = ray_cluster.cli_env()
     start = subprocess.run(
@@ -65,4 +66,4 @@ def test_head_binds_loopback_and_runs_a_submitted_job(no_driver_ray, tmp_path):
     finally:
         stop = subprocess.run([BIN / "wit", "ray", "stop"], capture_output=True, text=True, env=env)
     assert stop.returncode == 0, stop.stderr
-    assert not Path("/tmp/ray/ray_current_cluster").exists() or _ray_listeners() == []
+    assert not ray_env.address_file().exists() or _ray_listeners() == []

@@ -54,6 +54,7 @@ def demo_web(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray_head
 def test_ray_job_submit_builds_shards_on_a_real_head(no_driver_ray, tmp_path, demo_web):
     web, port = demo_web
     env = ray_cluster.cli_env()
@@ -146,6 +147,7 @@ finally:
 
 
 @pytest.mark.slow
+@pytest.mark.ray_head
 def test_two_node_cluster_runs_main(tmp_path, demo_web):
     """main(cfg) on an in-process 2-node cluster (2 x 1 CPU): shard tasks spread over nodes, accounting exact."""
     web, port = demo_web

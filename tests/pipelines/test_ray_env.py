@@ -39,7 +39,7 @@ def test_a_stale_address_file_starts_a_local_ray_at_once(tmp_path, no_driver_ray
     stale.write_text(f"127.0.0.1:{_closed_port()}\n")
     code = (
         "import sys; from pathlib import Path; from pipelines import ray_env\n"
-        "ray_env.ADDRESS_FILE = Path(sys.argv[1])\n"
+        "ray_env.address_file = lambda: Path(sys.argv[1])\n"
         "ray = ray_env.init_local(num_cpus=1)\n"
         "print('CPUS', int(ray.cluster_resources()['CPU']))\n"
     )
@@ -49,3 +49,14 @@ def test_a_stale_address_file_starts_a_local_ray_at_once(tmp_path, no_driver_ray
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"ignoring {stale}: no Ray head answers" in done.stdout
     assert "CPUS 1" in done.stdout
+
+
+def test_the_address_file_lives_in_rays_temp_folder(monkeypatch):
+    """`ray start --head` writes the address under $RAY_TMPDIR, else $TMPDIR, else /tmp: we look where it writes."""
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    monkeypatch.delenv("TMPDIR", raising=False)
+    assert ray_env.address_file() == Path("/tmp/ray/ray_current_cluster")
+    monkeypatch.setenv("TMPDIR", "/var/tmp/x")
+    assert ray_env.address_file() == Path("/var/tmp/x/ray/ray_current_cluster")
+    monkeypatch.setenv("RAY_TMPDIR", "/tmp/wit-ray-gw1")
+    assert ray_env.address_file() == Path("/tmp/wit-ray-gw1/ray/ray_current_cluster")
