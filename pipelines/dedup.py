@@ -25,6 +25,8 @@ if __name__ == "__main__":
 import argparse
 import sys
 
+from pipelines.detector_flags import add_detector_flags, detector_options
+
 HELP = "find near-duplicate images within a built corpus; with --remove, take them out of shards and accounting"
 
 
@@ -35,20 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
     """The dedup flags (`prefix` = "dedup-" when `wit build --dedup` carries them)."""
-    parser.add_argument(
-        f"--{prefix}detector", default=None, help="a saved detector (detector.pt); default: train one on the corpus"
-    )
-    parser.add_argument(
-        f"--{prefix}detector-steps",
-        type=int,
-        default=None,
-        help="training steps of a detector trained here (default: ~40 views per image, 50 to 400)",
-    )
-    parser.add_argument(
-        f"--{prefix}detector-gray",
-        action="store_true",
-        help="train the detector on luminance only: with more steps the benchmark's best (docs/overlap.md)",
-    )
+    add_detector_flags(parser, prefix)
     parser.add_argument(
         f"--{prefix}threshold",
         type=float,
@@ -77,9 +66,7 @@ def options_from_args(args: argparse.Namespace, prefix: str = "", **extra):
 
     p = prefix.replace("-", "_")
     return DedupOptions(
-        detector=getattr(args, f"{p}detector"),
-        steps=getattr(args, f"{p}detector_steps"),
-        gray=getattr(args, f"{p}detector_gray"),
+        **detector_options(args, prefix),
         threshold=getattr(args, f"{p}threshold"),
         phash_distance=getattr(args, f"{p}phash_distance"),
         k=getattr(args, f"{p}k"),

@@ -35,6 +35,8 @@ import argparse
 import math
 import sys
 
+from pipelines.detector_flags import add_detector_flags, detector_options
+
 HELP = "the overlap / contamination report: near-duplicates of evaluation images in the training corpus"
 DEFAULT_OUT = "wit-overlap"
 
@@ -48,17 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", help="a `wit eval --per-example` results JSON: accuracies on All/Clean/Overlap")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"the report folder (local; default {DEFAULT_OUT})")
     parser.add_argument("--data-dir", help="where `wit eval data` wrote the tasks (default $WIT_CACHE/eval)")
-    parser.add_argument("--detector", help="a saved detector file (default: train one on the corpus)")
+    add_detector_flags(parser)
     parser.add_argument(
         "--detector-images", type=int, default=d.train_images, help=f"corpus images to train on ({d.train_images})"
-    )
-    parser.add_argument(
-        "--detector-steps", type=int, help="detector training steps (default: ~40 views per image, 50 to 400)"
-    )
-    parser.add_argument(
-        "--detector-gray",
-        action="store_true",
-        help="train the detector on luminance only: with more --detector-steps the benchmark's best (docs/overlap.md)",
     )
     parser.add_argument(
         "--reference-views",
@@ -109,10 +103,8 @@ def options_from(args: argparse.Namespace):
     if args.detector_images < 2:
         raise WitError(f"--detector-images must be at least 2, got {args.detector_images}")
     return OverlapOptions(
-        detector=args.detector,
+        **detector_options(args),
         train_images=args.detector_images,
-        steps=args.detector_steps,
-        gray=args.detector_gray,
         views=REFERENCE_VIEWS if args.reference_views else (),
         threshold=args.threshold,
         per_dataset=not args.one_threshold,
