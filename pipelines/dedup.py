@@ -32,50 +32,44 @@ HELP = "find near-duplicate images within a built corpus; with --remove, take th
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", metavar="OUT", help="a `wit build --out` folder with finished shards (local)")
-    add_options(parser)
-
-
-def add_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """The dedup flags (`prefix` = "dedup-" when `wit build --dedup` carries them)."""
-    add_detector_flags(parser, prefix)
+    add_detector_flags(parser)
     parser.add_argument(
-        f"--{prefix}threshold",
+        "--threshold",
         type=float,
         default=None,
         help="embedding cosine at or above which two samples are duplicates; default: calibrated at precision 0.99",
     )
     parser.add_argument(
-        f"--{prefix}phash-distance", type=int, default=4, help="pHash Hamming distance still a duplicate (default 4)"
+        "--phash-distance", type=int, default=4, help="pHash Hamming distance still a duplicate (default 4)"
     )
+    parser.add_argument("--k", type=int, default=10, help="embedding neighbours compared per sample (default 10)")
+    parser.add_argument("--remove", action="store_true", help="remove the duplicates (default: report only)")
     parser.add_argument(
-        f"--{prefix}k", type=int, default=10, help="embedding neighbours compared per sample (default 10)"
+        "--ray",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="sign the images on Ray Data (default: from 50,000 samples on)",
     )
-    if not prefix:
-        parser.add_argument("--remove", action="store_true", help="remove the duplicates (default: report only)")
-        parser.add_argument(
-            "--ray",
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help="sign the images on Ray Data (default: from 50,000 samples on)",
-        )
-        parser.add_argument("--examples", type=int, default=5, help="example clusters to print (default 5)")
+    parser.add_argument("--examples", type=int, default=5, help="example clusters to print (default 5)")
 
 
-def options_from_args(args: argparse.Namespace, prefix: str = "", **extra):
+def options_from_args(args: argparse.Namespace):
+    """DedupOptions from the parsed flags."""
     from eval.overlap.dedup import DedupOptions
 
-    p = prefix.replace("-", "_")
     return DedupOptions(
-        **detector_options(args, prefix),
-        threshold=getattr(args, f"{p}threshold"),
-        phash_distance=getattr(args, f"{p}phash_distance"),
-        k=getattr(args, f"{p}k"),
-        **extra,
+        **detector_options(args),
+        threshold=args.threshold,
+        phash_distance=args.phash_distance,
+        k=args.k,
+        remove=args.remove,
+        ray=args.ray,
+        examples=args.examples,
     )
 
 
 def run(args: argparse.Namespace) -> int:
-    options = options_from_args(args, remove=args.remove, ray=args.ray, examples=args.examples)
+    options = options_from_args(args)
     print(run_dedup(args.out, options))
     return 0
 
