@@ -76,10 +76,8 @@ def init_local(num_cpus: int | None = None, join_head: bool = True, **kwargs):
             return ray
         except ConnectionError:  # the head died between the check and the connection: start our own
             pass
-    elif join_head and address_file().exists():
-        print(
-            f"ignoring {address_file()}: no Ray head answers at the address it names; starting a local Ray", flush=True
-        )
+    elif join_head and (stale := address_file()).exists():
+        print(f"ignoring {stale}: no Ray head answers at the address it names; starting a local Ray", flush=True)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
     return ray
 
